@@ -1,0 +1,168 @@
+# **************************************************************************
+# *
+# * This program is free software; you can redistribute it and/or modify
+# * it under the terms of the GNU General Public License as published by
+# * the Free Software Foundation; either version 3 of the License, or
+# * (at your option) any later version.
+# *
+# **************************************************************************
+"""Scipion 3 plugin for DeepEMhancer-style deep-learning post-processing of cryo-EM maps.
+
+The plugin never imports TensorFlow, Keras or the engine's numerics: ``scipion3 installb deepemhancer`` creates a
+managed environment (a conda env when Scipion has CONDA_ACTIVATION_CMD, else a venv under EM_ROOT) holding the engine
+and its Keras stack, and the protocol runs ``python -m deepemhancer`` inside it.
+"""
+
+import os
+import shlex
+import sys
+
+import pwem
+import pyworkflow.utils as pwutils
+
+from .constants import (BACKEND_REQUIREMENTS, DEEPEMHANCER_ENV_ACTIVATION, DEEPEMHANCER_HOME,
+                        DEEPEMHANCER_KERAS_BACKEND, DEEPEMHANCER_MODELS, DEFAULT_KERAS_BACKEND, ENGINE_MODELS_ENV,
+                        ENGINE_PACKAGE, ENGINE_REQUIREMENTS, ENGINE_VERSION, ENV_NAME, FLAG_DEPS, FLAG_ENGINE,
+                        FLAG_ENV, FLAG_OFFICIAL_MODELS, FLAG_SHIPPED_MODELS, MODELS_FOLDER, MODELS_PACKAGE,
+                        OFFICIAL_MODELS_FOLDER, PYTHON_VERSION, VENV_FOLDER, enginePackageDir)
+
+__version__ = ENGINE_VERSION
+_logo = ""
+_references = ["SanchezGarcia2021"]
+
+
+class Plugin(pwem.Plugin):
+    _homeVar = DEEPEMHANCER_HOME
+    _pathVars = [DEEPEMHANCER_HOME]
+    _supportedVersions = [ENGINE_VERSION]
+    _url = "https://github.com/rsanchezgarc/deepEMhancer"
+
+    # ------------------------------------------------------------------ variables
+    @classmethod
+    def _defineVariables(cls):
+        cls._defineEmVar(DEEPEMHANCER_HOME, ENV_NAME,
+                         description="Folder of the managed environment (flag files; the venv when not using conda)")
+        cls._defineEmVar(DEEPEMHANCER_MODELS, MODELS_FOLDER,
+                         description="Folder with the DeepEMhancer models (deepemhancer_<kind>.weights.h5 + .json)")
+        cls._defineVar(DEEPEMHANCER_ENV_ACTIVATION, cls._defaultActivation(),
+                       description="Shell command that activates the managed environment")
+        cls._defineVar(DEEPEMHANCER_KERAS_BACKEND, DEFAULT_KERAS_BACKEND,
+                       description="Keras backend used by the engine: torch or tensorflow")
+
+    @classmethod
+    def usesConda(cls):
+        """Conda when Scipion is configured with CONDA_ACTIVATION_CMD (the Scipion convention), else a venv."""
+        return bool(os.environ.get("CONDA_ACTIVATION_CMD", "").strip())
+
+    @classmethod
+    def _defaultActivation(cls):
+        if cls.usesConda():
+            return "conda activate %s" % ENV_NAME
+        return ". %s" % shlex.quote(cls.getHome(VENV_FOLDER, "bin", "activate"))
+
+    # ------------------------------------------------------------------ running
+    @classmethod
+    def getActivationCmd(cls):
+        """Full activation line for /bin/sh: conda initialisation (if any) then the env activation."""
+        activation = cls.getVar(DEEPEMHANCER_ENV_ACTIVATION)
+        if activation.startswith("conda "):
+            return "%s %s" % (cls.getCondaActivationCmd(), activation)
+        return activation
+
+    @classmethod
+    def getProgram(cls):
+        """Command that runs the engine's command line inside the managed environment."""
+        return "%s && python -m %s" % (cls.getActivationCmd(), ENGINE_PACKAGE)
+
+    @classmethod
+    def getEnviron(cls):
+        environ = pwutils.Environ(os.environ)
+        # Scipion's python paths must not leak into the engine's interpreter.
+        for var in ("PYTHONPATH", "PYTHONHOME"):
+            environ.pop(var, None)
+        environ.update({
+            ENGINE_MODELS_ENV: cls.getModelsDir(),
+            "KERAS_BACKEND": cls.getVar(DEEPEMHANCER_KERAS_BACKEND) or DEFAULT_KERAS_BACKEND,
+            "TF_FORCE_GPU_ALLOW_GROWTH": "true",   # share the GPU with other steps instead of grabbing it all
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        })
+        return environ
+
+    @classmethod
+    def getModelsDir(cls, *paths):
+        return os.path.join(cls.getVar(DEEPEMHANCER_MODELS), *paths)
+
+    @classmethod
+    def isEnvInstalled(cls):
+        return os.path.exists(cls.getHome(FLAG_ENGINE))
+
+    @classmethod
+    def getInstallCommand(cls, package=ENGINE_PACKAGE):
+        return "scipion3 installb %s" % package
+
+    @classmethod
+    def getDependencies(cls):
+        return [] if cls.usesConda() else ["python3"]
+
+    # ------------------------------------------------------------------ installing
+    @classmethod
+    def defineBinaries(cls, env):
+        env.addPackage(ENGINE_PACKAGE, version=ENGINE_VERSION, tar="void.tgz",
+                       commands=cls.getEnvInstallCommands(), neededProgs=cls.getDependencies(), default=True)
+        env.addPackage(MODELS_PACKAGE, version=ENGINE_VERSION, tar="void.tgz",
+                       commands=cls.getModelsInstallCommands(), default=True)
+
+    @classmethod
+    def getEnvInstallCommands(cls, conda=None):
+        """(command, target) pairs that build the managed env in $EM_ROOT/deepemhancer-<version> (the cwd).
+
+        Each command runs under /bin/sh and ends by touching its flag file, so a re-run skips finished steps.
+        """
+        conda = cls.usesConda() if conda is None else conda
+        if conda:
+            init = cls.getCondaActivationCmd()
+            create = "%s conda create -y -n %s python=%s" % (init, ENV_NAME, PYTHON_VERSION)
+            activate = "%s conda activate %s" % (init, ENV_NAME)
+        else:
+            python = os.environ.get("DEEPEMHANCER_VENV_PYTHON", sys.executable)
+            create = "%s -m venv --clear %s" % (shlex.quote(python), VENV_FOLDER)
+            activate = ". ./%s/bin/activate" % VENV_FOLDER
+        requirements = " ".join(shlex.quote(r) for r in ENGINE_REQUIREMENTS + BACKEND_REQUIREMENTS)
+        return [
+            ("%s && touch %s" % (create, FLAG_ENV), FLAG_ENV),
+            ("%s && python -m pip install %s && touch %s" % (activate, requirements, FLAG_DEPS), FLAG_DEPS),
+            ("%s && %s && touch %s" % (activate, cls._engineInstallCmd(), FLAG_ENGINE), FLAG_ENGINE),
+        ]
+
+    @classmethod
+    def _engineInstallCmd(cls):
+        """Put the engine package from this plugin's installation into the active env.
+
+        From a source checkout (setup.py next to the package; `installp --devel`, `pip install -e`) the env gets an
+        editable install, so it follows the sources. From an installed wheel the package folder is copied into the
+        env's site-packages.
+        """
+        packageDir = enginePackageDir()
+        sourceRoot = os.path.dirname(packageDir)
+        if os.path.exists(os.path.join(sourceRoot, "setup.py")):
+            return "python -m pip install --no-deps -e %s" % shlex.quote(sourceRoot)
+        return ('SITE=$(python -c "import sysconfig; print(sysconfig.get_paths()[\'purelib\'])") && '
+                'rm -rf "$SITE/%s" && cp -r %s "$SITE/%s" && rm -rf "$SITE/%s/__pycache__"'
+                % (ENGINE_PACKAGE, shlex.quote(packageDir), ENGINE_PACKAGE, ENGINE_PACKAGE))
+
+    @classmethod
+    def getModelsInstallCommands(cls):
+        """(command, target) pairs that fill $EM_ROOT/deepemhancerModels-<version> (the cwd)."""
+        shipped = shlex.quote(os.path.join(enginePackageDir(), "models"))
+        copy = ('for f in %s/*.weights.h5 %s/*.json %s/*.md; do if [ -e "$f" ]; then cp -p "$f" .; fi; done'
+                % (shipped, shipped, shipped))
+        # Official checkpoints only where the network is reachable; offline installs keep the shipped models.
+        online = ('python -c "import urllib.request as u; u.urlopen(\'https://zenodo.org\', timeout=10)"'
+                  ' >/dev/null 2>&1')
+        download = ('(%s && if %s; then python -m %s --download %s/%s || echo "WARNING: download of the official '
+                    'checkpoints failed"; else echo "Offline: skipping the official checkpoints"; fi)'
+                    % (cls.getActivationCmd(), online, ENGINE_PACKAGE, "$PWD", OFFICIAL_MODELS_FOLDER))
+        return [
+            ("%s && touch %s" % (copy, FLAG_SHIPPED_MODELS), FLAG_SHIPPED_MODELS),
+            ("%s; touch %s" % (download, FLAG_OFFICIAL_MODELS), FLAG_OFFICIAL_MODELS),
+        ]

@@ -1,0 +1,174 @@
+# **************************************************************************
+# *
+# * This program is free software; you can redistribute it and/or modify
+# * it under the terms of the GNU General Public License as published by
+# * the Free Software Foundation; either version 3 of the License, or
+# * (at your option) any later version.
+# *
+# **************************************************************************
+"""Input vs output of a DeepEMhancer run: a ChimeraX session side by side and a central-slices figure."""
+
+import os
+
+import numpy as np
+import pyworkflow.protocol.params as params
+from pwem.viewers import EmProtocolViewer
+from pwem.viewers.viewer_chimera import Chimera, ChimeraView
+from pyworkflow.viewer import DESKTOP_TKINTER, View
+
+from ..protocols import DeepEMhancerProtPostProcess
+
+CXC_NAME = "deepemhancer_compare.cxc"
+AXIS_NAME = "deepemhancer_axis.bild"
+SLICES_PNG = "deepemhancer_slices.png"
+# Both maps are contoured to enclose the same volume: the molecule's as the output sees it, kept in a sane range.
+MIN_FRACTION, MAX_FRACTION = 0.002, 0.3
+
+
+class DeepEMhancerViewer(EmProtocolViewer):
+    """Compare the input and the DeepEMhancer output: ChimeraX side by side, or orthogonal central slices."""
+    _label = "viewer deepEMhancer"
+    _targets = [DeepEMhancerProtPostProcess]
+    _environments = [DESKTOP_TKINTER]
+
+    def _defineParams(self, form):
+        form.addSection(label="Visualization")
+        form.addParam("displayChimera", params.LabelParam,
+                      label="Input and output in ChimeraX",
+                      help="Opens both maps tiled side by side, contoured at levels enclosing the same volume.")
+        form.addParam("displaySlices", params.LabelParam,
+                      label="Central slices: input vs output",
+                      help="Orthogonal central slices of the input (half-map average) and of the output. "
+                           "Also saved as extra/%s." % SLICES_PNG)
+
+    def _getVisualizeDict(self):
+        return {"displayChimera": self._showChimera, "displaySlices": self._showSlices}
+
+    # ------------------------------------------------------------------ views
+    def _showChimera(self, paramName=None):
+        return [ChimeraView(self.writeChimeraScript())]
+
+    def _showSlices(self, paramName=None):
+        png = self.writeSlicesPng()
+        return [SlicesView(png)]
+
+    # ------------------------------------------------------------------ files
+    def _loadMaps(self):
+        """(input data, output data) as float32 arrays (z, y, x); the input is the half-map average if halves."""
+        import mrcfile
+        prot = self.protocol
+        inputs = prot._getInputWorkFiles()[:2 if prot.usesHalfMaps() else 1]
+        inputData = np.mean([_readMrc(mrcfile, f) for f in inputs], axis=0)
+        outputData = _readMrc(mrcfile, prot.getOutputVolume().getFileName())
+        return inputData, outputData
+
+    def writeChimeraScript(self):
+        """Write extra/deepemhancer_compare.cxc (and its axis .bild); return its absolute path."""
+        prot = self.protocol
+        inputData, outputData = self._loadMaps()
+        inputLevel, outputLevel = suggestedLevels(inputData, outputData)
+        output = prot.getOutputVolume()
+        sampling = output.getSamplingRate()
+        x, y, z = output.getOrigin(force=True).getShifts()
+        axis = os.path.abspath(prot._getExtraPath(AXIS_NAME))
+        Chimera.createCoordinateAxisFile(max(outputData.shape), bildFileName=axis, sampling=sampling)
+
+        inputFiles = [os.path.abspath(f) for f in prot._getInputWorkFiles()[:2 if prot.usesHalfMaps() else 1]]
+        lines = ["# DeepEMhancer: input (left) and output (right), contoured to enclose the same volume",
+                 "# suggested thresholds: input %.6g, output %.6g" % (inputLevel, outputLevel),
+                 "open %s" % axis,
+                 "cofr 0,0,0"]
+        model = 2
+        if len(inputFiles) == 2:
+            # The engine averages the halves; show that average by adding the two maps scaled by 1/2.
+            lines += ["open %s" % inputFiles[0], "open %s" % inputFiles[1],
+                      "volume add #2,3 scaleFactors 0.5,0.5 modelId #4",
+                      "close #2,3"]
+            model = 4
+        else:
+            lines.append("open %s" % inputFiles[0])
+        outputModel = model + 1
+        lines.append("open %s" % os.path.abspath(output.getFileName()))
+        for m, level, color in ((model, inputLevel, "#b4b4b4"), (outputModel, outputLevel, "#5fa8d3")):
+            lines += ["volume #%d style surface voxelSize %f" % (m, sampling),
+                      "volume #%d origin %0.2f,%0.2f,%0.2f" % (m, x, y, z),
+                      "volume #%d level %.6g color %s" % (m, level, color)]
+        lines += ["rename #%d input" % model, "rename #%d deepEMhancer" % outputModel,
+                  "tile #%d,%d" % (model, outputModel), "view"]
+        fn = os.path.abspath(prot._getExtraPath(CXC_NAME))
+        with open(fn, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return fn
+
+    def writeSlicesPng(self, path=None):
+        """Render the orthogonal central slices of input and output to a PNG (no display needed)."""
+        inputData, outputData = self._loadMaps()
+        path = path or os.path.abspath(self.protocol._getExtraPath(SLICES_PNG))
+        renderSlices(inputData, outputData, path)
+        return path
+
+
+class SlicesView(View):
+    """Shows the slices PNG in a Tk window (only used with a display)."""
+
+    def __init__(self, png):
+        self.png = png
+
+    def show(self):
+        import matplotlib.pyplot as plt
+        image = plt.imread(self.png)
+        fig = plt.figure(figsize=(image.shape[1] / 100.0, image.shape[0] / 100.0))
+        fig.canvas.manager.set_window_title("DeepEMhancer: input vs output")
+        ax = fig.add_axes([0, 0, 1, 1])
+        ax.imshow(image)
+        ax.axis("off")
+        plt.show()
+
+
+def _readMrc(mrcfile, fn):
+    with mrcfile.open(fn.split(":")[0], permissive=True) as mrc:
+        return np.asarray(mrc.data, dtype=np.float32)
+
+
+def suggestedLevels(inputData, outputData):
+    """Contour levels that enclose the same volume in both maps.
+
+    The volume is what the output marks as molecule (voxels above 5% of its 99.9th percentile), since the
+    output's solvent is near zero; it is kept within [0.2%, 30%] of the box.
+    """
+    top = np.percentile(outputData, 99.9)
+    fraction = float(np.mean(outputData > 0.05 * top)) if top > 0 else MAX_FRACTION
+    fraction = min(max(fraction, MIN_FRACTION), MAX_FRACTION)
+    q = 100.0 * (1.0 - fraction)
+    return float(np.percentile(inputData, q)), float(np.percentile(outputData, q))
+
+
+def renderSlices(inputData, outputData, path):
+    """Two rows (input, output) x three columns (central XY, XZ, YZ slices), each map on its own grey scale."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 6.4), dpi=100)
+    FigureCanvasAgg(fig)
+    inputLevel, outputLevel = suggestedLevels(inputData, outputData)
+    rows = (("input", inputData, inputLevel), ("deepEMhancer", outputData, outputLevel))
+    for r, (name, data, level) in enumerate(rows):
+        nz, ny, nx = data.shape
+        slices = (("XY (z=%d)" % (nz // 2), data[nz // 2]),
+                  ("XZ (y=%d)" % (ny // 2), data[:, ny // 2, :]),
+                  ("YZ (x=%d)" % (nx // 2), data[:, :, nx // 2]))
+        lo, hi = np.percentile(data, [0.5, 99.9])
+        for c, (title, image) in enumerate(slices):
+            ax = fig.add_subplot(2, 3, 3 * r + c + 1)
+            ax.imshow(image, cmap="gray", origin="lower", vmin=lo, vmax=hi if hi > lo else lo + 1)
+            if np.any(image > level):
+                ax.contour(image, levels=[level], colors="#e8a33d", linewidths=0.7)
+            ax.set_title("%s %s" % (name, title), fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("Central slices; orange contour = suggested threshold (same enclosed volume)", fontsize=10)
+    fig.tight_layout()
+    tmp = path + ".part.png"
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+    return path
