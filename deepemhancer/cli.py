@@ -1,0 +1,150 @@
+"""deepemhancer: deep-learning post-processing of cryo-EM maps (masking + local sharpening in one step).
+
+Flag-compatible with DeepEMhancer 0.17 (same names, meanings and defaults), plus --tiling, --overwrite, --quiet and
+--backend. The output lies exactly on the input's grid (shape, voxel size, origin).
+
+Examples:
+  deepemhancer -i half1.mrc -i2 half2.mrc -o post.mrc
+  deepemhancer -i map.mrc -o post.mrc -p wideTarget --noiseStats 0.001 0.02
+  deepemhancer -i map.mrc -o post.mrc -m mask.mrc -g -1 -b 4
+
+Exit codes: 0 success, 2 bad input (the message says what to fix), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from . import ORIGINAL_VERSION, __version__
+from .errors import InputError
+
+DEFAULT_DOWNLOAD_DIR = os.path.expanduser("~/.local/share/deepEMhancerModels")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepemhancer", description=__doc__.split("\n\n")[0],
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    io = parser.add_argument_group("input and output")
+    io.add_argument("-i", "--inputMap", help="input map: an unmasked, unsharpened map, or half map 1 (.mrc/.map)")
+    io.add_argument("-i2", "--halfMap2", help="half map 2; averaged with -i (recommended: raw half maps)")
+    io.add_argument("-o", "--outputMap", help="output map (.mrc/.map); must not exist unless --overwrite")
+    io.add_argument("-s", "--samplingRate", type=float, help="voxel size in A/voxel; overrides the header")
+    io.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
+    model = parser.add_argument_group("model and normalisation")
+    model.add_argument("-p", "--processingType", default="tightTarget",
+                       choices=["tightTarget", "wideTarget", "highRes"],
+                       help="model: tightTarget (default, tight mask), wideTarget (conservative, wider mask), "
+                            "highRes (maps better than 4 A). Default: %(default)s")
+    model.add_argument("--noiseStats", nargs=2, type=float, metavar=("NOISE_MEAN", "NOISE_STD"),
+                       help="solvent noise mean and SD in map units; default: measured automatically")
+    model.add_argument("-m", "--binaryMask", help="binary mask of the molecule: mask normalisation + masked model")
+    model.add_argument("--deepLearningModelPath",
+                       help="model file (.json of ours, or an official .hd5) or a folder holding models; default: "
+                            "$DEEPEMHANCER_MODELS_DIR, the shipped models, then "
+                            "~/.local/share/deepEMhancerModels/production_checkpoints")
+    model.add_argument("--cleaningStrengh", type=float, default=-1,
+                       help="remove blobs smaller than this fraction of the foreground (0-1); -1 = off. "
+                            "Default: %(default)s")
+    compute = parser.add_argument_group("computation")
+    compute.add_argument("-g", "--gpuIds", default="0",
+                         help="GPU ids, comma separated; -1 = CPU; all = every GPU of the job. Default: %(default)s "
+                              "(the CPU is used when no GPU is present)")
+    compute.add_argument("-b", "--batch_size", type=int, default=8,
+                         help="cubes per step per GPU; lower it on out-of-memory errors. Default: %(default)s")
+    compute.add_argument("--tiling", default="fast", choices=["fast", "original"],
+                         help="fast: half-cube stride, smooth blending, empty cubes skipped (default); original: "
+                              "DeepEMhancer 0.17's 64^3 cubes at stride 16 with uniform averaging")
+    compute.add_argument("--backend", default="auto", choices=["auto", "tensorflow", "torch", "jax"],
+                         help="Keras backend; auto = $KERAS_BACKEND, else torch if installed (faster on CPU)")
+    compute.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    other = parser.add_argument_group("other")
+    other.add_argument("--download", nargs="?", const=DEFAULT_DOWNLOAD_DIR, metavar="DOWNLOAD_DEST",
+                       help="download the official DeepEMhancer checkpoints (internet needed) into DOWNLOAD_DEST "
+                            "(default %s) and exit" % DEFAULT_DOWNLOAD_DIR)
+    other.add_argument("--version", action="version",
+                       version=f"deepemhancer {__version__} (flags of DeepEMhancer {ORIGINAL_VERSION})")
+    return parser
+
+
+def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.download is not None:
+        return
+    if not args.inputMap:
+        parser.error("-i/--inputMap is required (a map or half map 1)")
+    if not args.outputMap:
+        parser.error("-o/--outputMap is required")
+    if args.binaryMask and args.noiseStats:
+        parser.error("--noiseStats and -m/--binaryMask are exclusive")
+    if args.binaryMask and args.processingType != "tightTarget":
+        parser.error("-p cannot be used with -m/--binaryMask (the mask mode has its own model)")
+    if args.noiseStats and args.noiseStats[1] <= 0:
+        parser.error(f"--noiseStats NOISE_STD must be positive, got {args.noiseStats[1]}")
+    if args.cleaningStrengh is not None and args.cleaningStrengh >= 1:
+        parser.error(f"--cleaningStrengh must be < 1 (a fraction of the foreground), got {args.cleaningStrengh}")
+    if args.batch_size < 1:
+        parser.error(f"-b/--batch_size must be at least 1, got {args.batch_size}")
+    if args.samplingRate is not None and args.samplingRate <= 0:
+        parser.error(f"-s/--samplingRate must be positive, got {args.samplingRate}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import devices
+    backend, n_gpus = devices.configure(args.gpuIds, args.backend)
+    if args.download is not None:
+        from .models.download import download_official_models
+        folder = download_official_models(args.download)
+        print(f"official checkpoints in {folder}")
+        return 0
+    from .api import EnhanceOptions, enhance_file
+    options = EnhanceOptions(
+        processing_type=args.processingType, model_path=args.deepLearningModelPath,
+        noise_stats=tuple(args.noiseStats) if args.noiseStats else None,
+        cleaning_strength=args.cleaningStrengh if args.cleaningStrengh and args.cleaningStrengh > 0 else None,
+        batch_size=args.batch_size * max(1, n_gpus), tiling=args.tiling, progress=not args.quiet)
+    result = enhance_file(args.inputMap, args.outputMap, half2=args.halfMap2, mask_path=args.binaryMask,
+                          sampling=args.samplingRate, options=options, overwrite=args.overwrite)
+    if not args.quiet:
+        stats = result.noise_stats
+        noise = f"noise mean {stats.mean:.5g} SD {stats.std:.5g} ({stats.method})" if stats else "mask normalisation"
+        print(f"wrote {args.outputMap}: {noise}; model {result.model_path}; {result.cubes_evaluated} of "
+              f"{result.cubes_total} cubes ({args.tiling} tiling, {backend}); {result.seconds:.1f} s",
+              file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit code (0 ok, 2 bad input, 1 internal error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, -h/--version exit 0
+        return int(exc.code or 0)
+    try:
+        _validate_args(parser, args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return run(args)
+    except InputError as exc:
+        print(f"deepemhancer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepemhancer: interrupted; no output written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("deepemhancer: error: out of memory; lower -b/--batch_size or use a machine with more RAM",
+              file=sys.stderr)
+        return 1
+    except Exception:  # noqa: BLE001 - report any internal failure with its traceback and exit 1
+        traceback.print_exc()
+        print("deepemhancer: internal error (above); please report it with the command line you used",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Models: Keras weights + a metadata file + a model card, and the registry that finds them.
+
+A model of kind ``K`` is two files in one folder::
+
+    deepemhancer_K.weights.h5   Keras 3 weights of deepemhancer.network.build_unet(architecture)
+    deepemhancer_K.json         ModelMetadata: architecture, working voxel size, cube, stride, normalisation,
+                                training provenance, version
+
+Kinds are the original's: ``tightTarget`` (default), ``wideTarget``, ``highRes`` and ``masked`` (binary-mask
+normalisation). Official DeepEMhancer checkpoints ``deepEMhancer_K.hd5`` are read too (see :mod:`.legacy`).
+
+Where models are looked for, first hit wins: ``--deepLearningModelPath`` (file or folder), the folder in
+``$DEEPEMHANCER_MODELS_DIR``, the models shipped inside this package, then the original's default folder
+``~/.local/share/deepEMhancerModels/production_checkpoints``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from .. import __version__
+from ..errors import InputError, ModelNotFoundError
+
+KINDS = ("tightTarget", "wideTarget", "highRes", "masked")
+PROCESSING_TYPES = ("tightTarget", "wideTarget", "highRes")
+MODELS_DIR_ENV = "DEEPEMHANCER_MODELS_DIR"
+PACKAGE_MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
+ORIGINAL_MODELS_DIR = os.path.expanduser("~/.local/share/deepEMhancerModels/production_checkpoints")
+INSTALL_HINT = ("Install models with `scipion3 installb deepemhancerModels` (Scipion), reinstall this package (the "
+                "shipped models live in deepemhancer/models/), point $DEEPEMHANCER_MODELS_DIR or "
+                "--deepLearningModelPath at a folder holding deepemhancer_<kind>.json + .weights.h5, train one with "
+                "`deepemhancer-train`, or fetch the official checkpoints with `deepemhancer --download` (internet).")
+
+
+@dataclass
+class ModelMetadata:
+    """Everything inference needs to know about a model, stored next to its weights."""
+
+    kind: str
+    architecture: dict
+    voxel_size: float = 1.0
+    cube_size: int = 64
+    stride: int = 16
+    normalization: str = "noise"          # "noise": noise mean 0 / SD 0.1; "mask": binary-mask normalisation
+    keras_backend: str = ""
+    version: str = __version__
+    description: str = ""
+    training: dict = field(default_factory=dict)
+    format: str = "deepemhancer-keras3"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelMetadata":
+        known = set(cls.__dataclass_fields__)
+        missing = {"kind", "architecture"} - set(d)
+        if missing:
+            raise InputError(f"model metadata lacks {sorted(missing)}; it is not a deepemhancer model file.")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class LoadedModel:
+    """A ready network with its metadata and the file it came from."""
+
+    model: object
+    metadata: ModelMetadata
+    path: str
+
+    def predict(self, batch):
+        """Network output for a float32 batch ``(b, c, c, c, 1)``, as a numpy array."""
+        import numpy as np
+        return np.asarray(self.model.predict_on_batch(batch))
+
+
+def model_file_names(kind: str) -> tuple[str, str]:
+    return f"deepemhancer_{kind}.json", f"deepemhancer_{kind}.weights.h5"
+
+
+def save_model(model, metadata: ModelMetadata, directory: str, kind: str | None = None) -> str:
+    """Write ``model``'s weights and ``metadata`` into ``directory``; returns the metadata file path."""
+    import keras
+    kind = kind or metadata.kind
+    metadata.kind = kind
+    metadata.keras_backend = metadata.keras_backend or keras.backend.backend()
+    os.makedirs(directory, exist_ok=True)
+    json_name, weights_name = model_file_names(kind)
+    weights_path = os.path.join(directory, weights_name)
+    tmp_weights = os.path.join(directory, f".tmp_{os.getpid()}_{weights_name}")
+    model.save_weights(tmp_weights)
+    os.replace(tmp_weights, weights_path)
+    json_path = os.path.join(directory, json_name)
+    with open(json_path + ".tmp", "w") as f:
+        f.write(metadata.to_json() + "\n")
+    os.replace(json_path + ".tmp", json_path)
+    return json_path
+
+
+def search_dirs(model_dir: str | None = None) -> list[str]:
+    """Folders searched for models, in order."""
+    dirs = [model_dir] if model_dir else []
+    if os.environ.get(MODELS_DIR_ENV):
+        dirs.append(os.environ[MODELS_DIR_ENV])
+    dirs += [PACKAGE_MODELS_DIR, ORIGINAL_MODELS_DIR]
+    return dirs
+
+
+def find_model(kind: str = "tightTarget", model_path: str | None = None) -> str:
+    """Resolve a model file for ``kind`` (our ``.json`` or an official ``.hd5``).
+
+    Raises:
+        ModelNotFoundError: nothing found; the message lists the folders searched and how to install models.
+    """
+    if kind not in KINDS:
+        raise InputError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    if model_path and os.path.isfile(model_path):
+        return model_path
+    if model_path and not os.path.isdir(model_path):
+        raise ModelNotFoundError(f"--deepLearningModelPath {model_path}: no such file or folder. {INSTALL_HINT}")
+    dirs = [model_path] if model_path else search_dirs()
+    for folder in dirs:
+        for name in (model_file_names(kind)[0], f"deepEMhancer_{kind}.hd5"):
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate):
+                return candidate
+    raise ModelNotFoundError(f"no {kind} model found in {', '.join(dirs)}. {INSTALL_HINT}")
+
+
+def load_model(path: str) -> LoadedModel:
+    """Load a model from our ``.json`` metadata file (weights beside it) or an official ``.hd5`` checkpoint."""
+    if path.endswith((".hd5", ".h5")) and not path.endswith(".weights.h5"):
+        from .legacy import load_legacy_hdf5
+        return load_legacy_hdf5(path)
+    if path.endswith(".weights.h5"):
+        path = path[: -len(".weights.h5")] + ".json"
+    try:
+        with open(path) as f:
+            metadata = ModelMetadata.from_dict(json.load(f))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read model metadata {path}: {exc}") from exc
+    weights = os.path.join(os.path.dirname(path), model_file_names(metadata.kind)[1])
+    if not os.path.isfile(weights):
+        weights = path[: -len(".json")] + ".weights.h5"
+    if not os.path.isfile(weights):
+        raise ModelNotFoundError(f"model metadata {path} has no weights file beside it ({weights}). {INSTALL_HINT}")
+    from ..network import UNetConfig, build_unet
+    model = build_unet(UNetConfig.from_dict(metadata.architecture))
+    try:
+        model.load_weights(weights)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"weights {weights} do not fit the architecture in {path}: {exc}") from exc
+    return LoadedModel(model=model, metadata=metadata, path=path)

@@ -1,0 +1,133 @@
+"""Stage 2: bring the map's noise to mean 0 and standard deviation 0.1, as the network expects.
+
+Three modes, as in the original program:
+
+* fixed statistics (``--noiseStats MEAN STD``): ``x -> (x - MEAN) / (10 * STD)``;
+* automatic: the same with MEAN/STD measured on the solvent by :func:`estimate_noise_stats`;
+* binary mask (``-m``): median/inter-percentile normalisation inside the mask, for the masked model.
+
+Why a new automatic estimator: the original one looks for a radial trend of the local variance around the box
+centre, so it aborts on hollow particles (viruses), misplaces the solvent of fibres and of maps that fill the box,
+and counts depositor-masked exact zeros as noise. Ours does not assume a centred globular particle: it finds the
+solvent as the voxels whose low-pass value is not significantly above the solvent level (iterated robust
+statistics, so the solvent level is found even when molecule voxels are the majority), ignores exact-constant
+plateaus left by masking, and measures mean and SD of the raw map there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import InputError
+
+#: Noise SD after normalisation; the network was trained for it.
+TARGET_NOISE_STD = 0.1
+
+
+@dataclass(frozen=True)
+class NoiseStats:
+    """Mean and standard deviation of the solvent noise, in the map's own units."""
+
+    mean: float
+    std: float
+    n_voxels: int = 0
+    method: str = "given"
+
+
+def normalize(data: np.ndarray, stats: NoiseStats) -> np.ndarray:
+    """Scale a map so that its noise has mean 0 and SD 0.1: ``(x - mean) / (10 * std)``."""
+    if not np.isfinite(stats.std) or stats.std <= 0:
+        raise InputError(f"noise standard deviation must be positive, got {stats.std}. Measure it on a solvent "
+                         f"region (e.g. ChimeraX 'measure mapstats' on a box outside the particle).")
+    if not np.isfinite(stats.mean):
+        raise InputError(f"noise mean must be a finite number, got {stats.mean}.")
+    return ((data - np.float32(stats.mean)) / np.float32(stats.std / TARGET_NOISE_STD)).astype(np.float32)
+
+
+def _constant_plateau(data: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
+    """Voxels that hold exactly the most frequent value when that value covers a large area (masked maps)."""
+    sample = data.ravel()[:: max(1, data.size // 200_000)]
+    values, counts = np.unique(sample, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < min_fraction * sample.size:
+        return np.zeros(data.shape, dtype=bool)
+    return data == values[top]
+
+
+def estimate_noise_stats(data: np.ndarray, *, voxel_size: float = 1.0, lowpass_angstrom: float = 4.0,
+                         significance: float = 2.5, margin_angstrom: float = 3.0,
+                         iterations: int = 8) -> NoiseStats:
+    """Measure the solvent noise of a map automatically.
+
+    1. Exact-constant plateaus covering >= 2 % of the box (depositor masks) are excluded.
+    2. The map is low-pass filtered (Gaussian, ``lowpass_angstrom``). Solvent voxels are those whose filtered value
+       is below ``level + significance * spread``, where level/spread are the median/MAD of the filtered values of
+       the current solvent estimate; the molecule is dilated by ``margin_angstrom``. Iterating lets the estimate
+       walk down to the solvent even when the molecule fills most of the box; nothing assumes a centred or
+       globular particle, so hollow particles and fibres work.
+    3. Mean and SD of the raw map over the final solvent voxels.
+
+    Raises:
+        InputError: when no solvent can be found (then give ``--noiseStats`` or a mask).
+    """
+    x = np.asarray(data, dtype=np.float32)
+    valid = ~_constant_plateau(x)
+    if valid.sum() < 1000:
+        raise InputError("the map is almost entirely one constant value; it cannot be normalised automatically. "
+                         "Give --noiseStats MEAN STD or a binary mask (-m).")
+    sigma = max(0.5, lowpass_angstrom / 2.355 / max(voxel_size, 1e-3))
+    # filter with plateaus filled by the valid mean so mask edges do not look like density
+    filled = np.where(valid, x, np.float32(x[valid].mean()))
+    smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
+    margin = max(1, int(round(margin_angstrom / max(voxel_size, 1e-3))))
+    solvent = valid.copy()
+    min_voxels = max(500, int(0.005 * valid.sum()))
+    for _ in range(iterations):
+        values = smooth[solvent]
+        level = float(np.median(values))
+        spread = 1.4826 * float(np.median(np.abs(values - level)))
+        if spread <= 0:
+            break
+        molecule = smooth > level + significance * spread
+        molecule = ndimage.binary_dilation(molecule, iterations=margin)
+        new_solvent = valid & ~molecule
+        if new_solvent.sum() < min_voxels or np.array_equal(new_solvent, solvent):
+            solvent = new_solvent if new_solvent.sum() >= min_voxels else solvent
+            break
+        solvent = new_solvent
+    noise = x[solvent]
+    if noise.size < min_voxels or float(noise.std()) <= 0:
+        raise InputError("could not find enough solvent to measure the noise automatically (the map may be masked "
+                         "to the molecule, or already sharpened and masked). Give --noiseStats MEAN STD or a binary "
+                         "mask (-m), and prefer raw unmasked half maps as input.")
+    return NoiseStats(mean=float(noise.mean()), std=float(noise.std()), n_voxels=int(noise.size), method="auto")
+
+
+def normalize_with_mask(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Binary-mask normalisation of the masked model (the original's ``inputNormalizationWithMask_2``).
+
+    The mask is grey-dilated (size 3) and binarised at 1 % of its range; inside it, voxels above 0 give the median
+    and the 10-95 % inter-percentile range; the map is centred on that median, divided by that range and
+    multiplied by the mask.
+    """
+    if mask.shape != data.shape:
+        raise InputError(f"the mask has shape {mask.shape} but the map has shape {data.shape}; they must be on "
+                         f"the same grid (resample the mask onto the map first).")
+    m = ndimage.grey_dilation(np.asarray(mask, dtype=np.float32), size=3)
+    lo, hi = float(m.min()), float(m.max())
+    if hi <= lo:
+        raise InputError("the binary mask is constant (all zeros or all ones); it must outline the molecule.")
+    binary = m > lo + 0.01 * (hi - lo)
+    inside = data[binary & (data > 0)]
+    if inside.size < 100:
+        raise InputError("fewer than 100 positive map voxels lie inside the mask: is the mask on the right map and "
+                         "with the right hand/origin?")
+    median = float(np.median(inside))
+    p10, p95 = np.percentile(inside, [10, 95])
+    iqr = float(p95 - p10)
+    if iqr <= 0:
+        raise InputError("the map is constant inside the mask; nothing to normalise.")
+    return ((data - median) / iqr * binary).astype(np.float32)
