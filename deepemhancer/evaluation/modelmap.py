@@ -115,7 +115,7 @@ def model_map(model: gemmi.Structure | str | os.PathLike, grid: MapGrid, resolut
     spec = np.fft.rfftn(dens)
     s = _freq(dens.shape, (vx, vy, vz))
     spec *= np.exp(dc.blur * s * s / 4.0) * (s <= 1.0 / d_min)
-    full = np.fft.irfftn(spec, s=dens.shape)
+    full = np.fft.irfftn(spec, s=dens.shape, axes=(0, 1, 2))
     out = full[pad[2]:pad[2] + nz, pad[1]:pad[1] + ny, pad[0]:pad[0] + nx]
     return np.ascontiguousarray(out, dtype=np.float32)
 

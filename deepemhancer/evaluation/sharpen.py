@@ -52,7 +52,7 @@ def _apply_filter(data: np.ndarray, voxel_size, filt) -> np.ndarray:
     data = np.asarray(data, dtype=np.float64)
     spec = np.fft.rfftn(data)
     s = frequency_magnitude(data.shape, voxel_size)
-    return np.fft.irfftn(spec * filt(s), s=data.shape).astype(np.float32)
+    return np.fft.irfftn(spec * filt(s), s=data.shape, axes=(0, 1, 2)).astype(np.float32)
 
 
 def apply_bfactor(data: np.ndarray, voxel_size, bfactor: float) -> np.ndarray:
