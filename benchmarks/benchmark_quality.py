@@ -1,0 +1,225 @@
+#!/usr/bin/env python
+"""Quality benchmark in the style of the paper's Figures 1 and 3: input / auto-B / RELION / ours against the truth.
+
+Cases:
+  * synthetic test split written by the training pipeline (``deepemhancer-train prepare ... --write-mrc``):
+    ``<pairs>/index.json`` entries of split ``test`` with half maps, ground truth and envelope as MRC files; the
+    reference is the ground-truth map, the "env" columns use the simulated envelope;
+  * real maps from the shared data folder (EMD-3488 + 5ME2, EMD-20026 crop + 3AJO): the deposited map itself, and the
+    deposited map blurred with B = 100 A^2 plus white noise, split into two noisy halves; the reference is the
+    model map (gemmi, on the map's grid), "env" is the model envelope.
+
+Columns: input (the map or the half-map average), auto-B (global Guinier sharpening, :mod:`deepemhancer.evaluation.
+sharpen`), RELION (``relion_mask_create`` + ``relion_postprocess --auto_bfac``, half-map cases only, when installed),
+ours (the real ``python -m deepemhancer`` command with ``--model``; unavailable without one).
+Metrics: FSC 0.5 / 0.143 resolution against the reference over the whole box and inside the envelope, real-space CC
+(whole box, envelope). Prints one markdown table per case set plus medians.
+
+  python benchmarks/benchmark_quality.py [--model DIR_OR_FILE] [--pairs work-data/pairs] [--real-data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from deepemhancer.evaluation.compare import evaluate  # noqa: E402
+from deepemhancer.evaluation.sharpen import apply_bfactor  # noqa: E402
+from deepemhancer.io import read_map, write_map  # noqa: E402
+
+METHODS = ("input", "auto-B", "RELION", "ours")
+METRICS = (("FSC0.5", "FSC0.5 (A)"), ("FSC0.143", "FSC0.143 (A)"), ("FSC0.5 env", "FSC0.5 env (A)"),
+           ("FSC0.143 env", "FSC0.143 env (A)"), ("CC", "CC"), ("CC env", "CC env"))
+REAL = (  # name, folder, map, model, reported resolution (A)
+    ("EMD-3488", "emd_3488", "emd_3488.mrc", "5me2.pdb", 3.2),
+    ("EMD-20026 crop", "emd_20026_crop", "emd20026_prot.mrc", "3ajo_fitted_refined.pdb", 1.75),
+)
+BLUR_B = 100.0      # A^2 applied to the deposited map before adding noise
+NOISE_REL_SD = 1.0  # white-noise SD per half map, relative to the SD of the blurred map
+
+
+class Case:
+    def __init__(self, name, kind, grid, *, input_map=None, half1=None, half2=None, model=None, reference=None,
+                 mask=None, resolution=None, files=None):
+        self.name, self.kind, self.grid = name, kind, grid
+        self.input_map, self.half1, self.half2 = input_map, half1, half2
+        self.model, self.reference, self.mask, self.resolution = model, reference, mask, resolution
+        self.files = files or {}   # paths for the deepemhancer command: {"i": ..., "i2": ...}
+
+
+def real_cases(folder: str, workdir: str, seed: int = 0) -> list[Case]:
+    cases = []
+    rng = np.random.default_rng(seed)
+    for name, sub, map_name, model_name, res in REAL:
+        path, model = os.path.join(folder, sub, map_name), os.path.join(folder, sub, model_name)
+        if not (os.path.exists(path) and os.path.exists(model)):
+            print(f"NOTE: {path} or {model} missing: case {name} skipped")
+            continue
+        data, grid = read_map(path)
+        cases.append(Case(f"{name} deposited", "real", grid, input_map=data, model=model, resolution=res,
+                          files={"i": path}))
+        blurred = apply_bfactor(data, grid.voxel_size, BLUR_B)
+        sd = NOISE_REL_SD * float(blurred.std())
+        halves = [blurred + rng.normal(0.0, sd, data.shape).astype(np.float32) for _ in range(2)]
+        files = {}
+        for i, h in enumerate(halves, 1):
+            p = os.path.join(workdir, f"{sub}_B{BLUR_B:.0f}_half{i}.mrc")
+            write_map(p, h, grid, overwrite=True, label=f"benchmark: {name} B={BLUR_B:.0f} + noise, half {i}")
+            files["i" if i == 1 else "i2"] = p
+        cases.append(Case(f"{name} B{BLUR_B:.0f}+noise halves", "real", grid, half1=halves[0], half2=halves[1],
+                          model=model, files=files))
+    return cases
+
+
+def synthetic_cases(pairs: str, limit: int) -> list[Case]:
+    index_path = os.path.join(pairs, "index.json")
+    if not os.path.exists(index_path):
+        print(f"NOTE: no synthetic test split ({index_path} not found; make one with "
+              f"`deepemhancer-train prepare ... --write-mrc`): synthetic cases skipped")
+        return []
+    with open(index_path) as fh:
+        entries = [e for e in json.load(fh)["pairs"] if e.get("split") == "test" and e.get("mrc")]
+    if not entries:
+        print(f"NOTE: {index_path} has no test pairs with MRC files: synthetic cases skipped")
+    cases = []
+    for e in entries[:limit]:
+        f = {k: os.path.join(pairs, v) for k, v in e["mrc"].items()}
+        h1, grid = read_map(f["half1"])
+        h2, _ = read_map(f["half2"])
+        truth, _ = read_map(f["groundtruth"])
+        env = np.clip(read_map(f["envelope"])[0], 0.0, 1.0) if "envelope" in f else None
+        cases.append(Case(f"synthetic {e['name']}", "synthetic", grid, half1=h1, half2=h2, reference=truth,
+                          mask=env, files={"i": f["half1"], "i2": f["half2"]}))
+    return cases
+
+
+def run_ours(case: Case, model: str, workdir: str, extra: list[str]) -> tuple[np.ndarray | None, str]:
+    """Run the real command; returns (map, message)."""
+    out = os.path.join(workdir, case.name.replace(" ", "_").replace("+", "p") + "_ours.mrc")
+    cmd = [sys.executable, "-m", "deepemhancer", "-i", case.files["i"]]
+    if "i2" in case.files:
+        cmd += ["-i2", case.files["i2"]]
+    cmd += ["-o", out, "--deepLearningModelPath", model, "--overwrite", "--quiet"] + extra
+    env = dict(os.environ)
+    env.setdefault("KERAS_BACKEND", "torch")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        return None, f"`{' '.join(cmd[1:4])} ...` failed (exit {proc.returncode}): {tail[0]}"
+    data, _ = read_map(out)
+    return data, f"{time.time() - t0:.0f} s"
+
+
+def fmt(v: float | None, cc: bool) -> str:
+    if v is None or not np.isfinite(v):
+        return "n/a"
+    return f"{v:.3f}" if cc else f"{v:.2f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="trained model (file or folder) for the 'ours' column")
+    p.add_argument("--ours-args", default="", help="extra flags for `python -m deepemhancer` (e.g. '-p wideTarget')")
+    p.add_argument("--pairs", default=os.path.join(ROOT, "work-data", "pairs"),
+                   help="prepared training folder with the synthetic test split (default %(default)s)")
+    p.add_argument("--max-synthetic", type=int, default=10, help="at most this many synthetic cases")
+    p.add_argument("--real-data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "real"),
+                   help="folder with emd_3488/ and emd_20026_crop/ (default %(default)s)")
+    p.add_argument("--no-real", action="store_true")
+    p.add_argument("--no-relion", action="store_true")
+    p.add_argument("--report-dir", help="also write one PNG/HTML report per case here")
+    p.add_argument("--json", help="write all numbers to this JSON file")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    workdir = tempfile.mkdtemp(prefix="deepemhancer_bench_")
+    cases = synthetic_cases(args.pairs, args.max_synthetic)
+    if not args.no_real:
+        if os.path.isdir(args.real_data):
+            cases += real_cases(args.real_data, workdir, args.seed)
+        else:
+            print(f"NOTE: {args.real_data} not found: real-map cases skipped")
+    if not cases:
+        print("no cases to benchmark")
+        return 1
+    if not args.model:
+        print("NOTE: 'ours' column unavailable: no trained model given (--model DIR_OR_FILE).")
+    elif not os.path.exists(args.model):
+        print(f"NOTE: 'ours' column unavailable: model {args.model} does not exist.")
+        args.model = None
+
+    results = []   # (case, {method: row or None}, notes)
+    for case in cases:
+        t0 = time.time()
+        ours, ours_msg = (None, "no model")
+        if args.model:
+            ours, ours_msg = run_ours(case, args.model, workdir, args.ours_args.split())
+        ev = evaluate(case.grid, processed=ours, processed_label="ours", input_map=case.input_map,
+                      half1=case.half1, half2=case.half2, model=case.model, reference_map=case.reference,
+                      mask=case.mask, resolution=case.resolution, relion=not args.no_relion, log=lambda s: None)
+        rows = {s.name: s.row() for s in ev.scores}
+        notes = [n for n in ev.notes if "RELION" in n and "half maps" not in n]
+        if args.model and ours is None:
+            notes.append(f"ours: {ours_msg}")
+        results.append((case, rows, notes, ev))
+        extra = f", RELION B {ev.details['RELION']['B']:.0f}" if "RELION" in ev.details else ""
+        print(f"  {case.name}: data resolution {ev.resolution:.2f} A ({ev.resolution_source}), auto-B fitted B "
+              f"{ev.details.get('auto-B', {}).get('B', float('nan')):.0f}{extra}, ours: {ours_msg}; "
+              f"{time.time() - t0:.0f} s", flush=True)
+        for n in notes:
+            print(f"    NOTE: {n}")
+        if args.report_dir:
+            from deepemhancer.evaluation.report import write_report
+            write_report(ev, args.report_dir, title=case.name,
+                         basename=case.name.replace(" ", "_").replace("+", "p"))
+
+    head = ["case", "map"] + [label for _, label in METRICS]
+    print()
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for case, rows, _, _ in results:
+        for m in METHODS:
+            r = rows.get(m)
+            cells = [fmt(r[k], k.startswith("CC")) if r else "n/a" for k, _ in METRICS]
+            print(f"| {case.name} | {m} | " + " | ".join(cells) + " |")
+
+    print()
+    print("Medians over cases (n = number of cases with that column):")
+    print()
+    groups = [("all", results)] + [(k, [r for r in results if r[0].kind == k]) for k in ("synthetic", "real")]
+    head = ["cases", "map", "n"] + [label for _, label in METRICS]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for gname, group in groups:
+        if not group or (gname != "all" and len(group) == len(results)):
+            continue
+        for m in METHODS:
+            vals = [rows[m] for _, rows, _, _ in group if m in rows]
+            cells = [fmt(float(np.median([v[k] for v in vals])) if vals else None, k.startswith("CC"))
+                     for k, _ in METRICS]
+            print(f"| {gname} | {m} | {len(vals)} | " + " | ".join(cells) + " |")
+    print()
+    print("Resolutions in A (lower is better), CC unitless (higher is better). 'env': inside the model envelope "
+          "(real) or the simulated envelope (synthetic). RELION: half-map cases only.")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([{"case": c.name, "kind": c.kind, "rows": rows, "notes": notes,
+                        "resolution": ev.resolution, "details": ev.details} for c, rows, notes, ev in results],
+                      fh, indent=1, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
