@@ -18,6 +18,7 @@ import shlex
 import sys
 
 import pwem
+import pyworkflow as pw
 import pyworkflow.utils as pwutils
 
 from .constants import (BACKEND_REQUIREMENTS, DEEPEMHANCER_ENV_ACTIVATION, DEEPEMHANCER_HOME,
@@ -52,12 +53,21 @@ class Plugin(pwem.Plugin):
     @classmethod
     def usesConda(cls):
         """Conda when Scipion is configured with CONDA_ACTIVATION_CMD (the Scipion convention), else a venv."""
-        return bool(os.environ.get("CONDA_ACTIVATION_CMD", "").strip())
+        return bool((pw.Config.CONDA_ACTIVATION_CMD or "").strip())
 
     @classmethod
     def _defaultActivation(cls):
         if cls.usesConda():
             return "conda activate %s" % ENV_NAME
+        return ". %s" % shlex.quote(cls.getHome(VENV_FOLDER, "bin", "activate"))
+
+    @classmethod
+    def _installActivation(cls, conda, relative=False):
+        """Activation used by the install commands (relative: from inside the env's home, their cwd)."""
+        if conda:
+            return "%s conda activate %s" % (cls.getCondaActivationCmd(), ENV_NAME)
+        if relative:
+            return ". ./%s/bin/activate" % VENV_FOLDER
         return ". %s" % shlex.quote(cls.getHome(VENV_FOLDER, "bin", "activate"))
 
     # ------------------------------------------------------------------ running
@@ -120,13 +130,12 @@ class Plugin(pwem.Plugin):
         """
         conda = cls.usesConda() if conda is None else conda
         if conda:
-            init = cls.getCondaActivationCmd()
-            create = "%s conda create -y -n %s python=%s" % (init, ENV_NAME, PYTHON_VERSION)
-            activate = "%s conda activate %s" % (init, ENV_NAME)
+            create = "%s conda create -y -n %s python=%s" % (cls.getCondaActivationCmd(), ENV_NAME, PYTHON_VERSION)
         else:
+            # Scipion's own python (>= 3.10) makes the venv; DEEPEMHANCER_VENV_PYTHON picks another interpreter.
             python = os.environ.get("DEEPEMHANCER_VENV_PYTHON", sys.executable)
             create = "%s -m venv --clear %s" % (shlex.quote(python), VENV_FOLDER)
-            activate = ". ./%s/bin/activate" % VENV_FOLDER
+        activate = cls._installActivation(conda, relative=True)
         requirements = " ".join(shlex.quote(r) for r in ENGINE_REQUIREMENTS + BACKEND_REQUIREMENTS)
         return [
             ("%s && touch %s" % (create, FLAG_ENV), FLAG_ENV),
@@ -135,23 +144,24 @@ class Plugin(pwem.Plugin):
         ]
 
     @classmethod
-    def _engineInstallCmd(cls):
+    def _engineInstallCmd(cls, packageDir=None):
         """Put the engine package from this plugin's installation into the active env.
 
         From a source checkout (setup.py next to the package; `installp --devel`, `pip install -e`) the env gets an
         editable install, so it follows the sources. From an installed wheel the package folder is copied into the
         env's site-packages.
         """
-        packageDir = enginePackageDir()
+        packageDir = packageDir or enginePackageDir()
         sourceRoot = os.path.dirname(packageDir)
         if os.path.exists(os.path.join(sourceRoot, "setup.py")):
             return "python -m pip install --no-deps -e %s" % shlex.quote(sourceRoot)
         return ('SITE=$(python -c "import sysconfig; print(sysconfig.get_paths()[\'purelib\'])") && '
-                'rm -rf "$SITE/%s" && cp -r %s "$SITE/%s" && rm -rf "$SITE/%s/__pycache__"'
+                'rm -rf "$SITE/%s" && cp -r %s "$SITE/%s" && '
+                'find "$SITE/%s" -name __pycache__ -prune -exec rm -rf {} +'
                 % (ENGINE_PACKAGE, shlex.quote(packageDir), ENGINE_PACKAGE, ENGINE_PACKAGE))
 
     @classmethod
-    def getModelsInstallCommands(cls):
+    def getModelsInstallCommands(cls, conda=None):
         """(command, target) pairs that fill $EM_ROOT/deepemhancerModels-<version> (the cwd)."""
         shipped = shlex.quote(os.path.join(enginePackageDir(), "models"))
         copy = ('for f in %s/*.weights.h5 %s/*.json %s/*.md; do if [ -e "$f" ]; then cp -p "$f" .; fi; done'
@@ -159,9 +169,10 @@ class Plugin(pwem.Plugin):
         # Official checkpoints only where the network is reachable; offline installs keep the shipped models.
         online = ('python -c "import urllib.request as u; u.urlopen(\'https://zenodo.org\', timeout=10)"'
                   ' >/dev/null 2>&1')
+        conda = cls.usesConda() if conda is None else conda
         download = ('(%s && if %s; then python -m %s --download %s/%s || echo "WARNING: download of the official '
                     'checkpoints failed"; else echo "Offline: skipping the official checkpoints"; fi)'
-                    % (cls.getActivationCmd(), online, ENGINE_PACKAGE, "$PWD", OFFICIAL_MODELS_FOLDER))
+                    % (cls._installActivation(conda), online, ENGINE_PACKAGE, "$PWD", OFFICIAL_MODELS_FOLDER))
         return [
             ("%s && touch %s" % (copy, FLAG_SHIPPED_MODELS), FLAG_SHIPPED_MODELS),
             ("%s; touch %s" % (download, FLAG_OFFICIAL_MODELS), FLAG_OFFICIAL_MODELS),

@@ -27,7 +27,7 @@ from .. import Plugin
 from ..constants import (INPUT_ATTACHED_HALVES, INPUT_CHOICES, INPUT_SEPARATE_HALVES, INPUT_VOLUME, MASKED_KIND,
                          MODEL_CHOICES, MODEL_CUSTOM, MODEL_HIGHRES, MODEL_KINDS, MODEL_TIGHT, MODEL_WIDE,
                          MODELS_PACKAGE, ENGINE_PACKAGE, NORM_AUTO, NORM_CHOICES, NORM_MASK, NORM_STATS,
-                         TILING_CHOICES, TILING_FAST, modelWeightsName)
+                         TILING_CHOICES, TILING_FAST, enginePackageDir, modelWeightsName)
 
 
 class outputs(Enum):
@@ -293,7 +293,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             args += ["-p", self._getModelKind()]
         normalization = self.normalization.get()
         if normalization == NORM_STATS:
-            args += ["--noiseStats", "%g" % self.noiseMean.get(), "%g" % self.noiseStd.get()]
+            args += ["--noiseStats", repr(self.noiseMean.get()), repr(self.noiseStd.get())]
         elif normalization == NORM_MASK:
             args += ["-m", workFiles[-1]]
         if self.performCleaning:
@@ -332,8 +332,10 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         if (self._usesMask() and self.customMaskedModel.get()) or \
                 (not self._usesMask() and self.modelType.get() == MODEL_CUSTOM):
             return ["Choose the custom model file."]
-        weights = Plugin.getModelsDir(modelWeightsName(self._getModelKind()))
-        if not os.path.exists(weights):
+        # The engine also finds the models shipped inside its package (the env's copy of this plugin's engine).
+        name = modelWeightsName(self._getModelKind())
+        weights = Plugin.getModelsDir(name)
+        if not any(os.path.exists(f) for f in (weights, os.path.join(enginePackageDir(), "models", name))):
             return ["The %s model is not installed (missing %s). Install the models with: %s"
                     % (self._getModelKind(), weights, Plugin.getInstallCommand(MODELS_PACKAGE))]
         return []
