@@ -1,0 +1,52 @@
+"""Stage 4: the paper's U-Net and its narrower variants."""
+
+import numpy as np
+import pytest
+
+from deepemhancer.network import PAPER_CONFIG, UNetConfig, build_unet
+
+
+def _layers_of(model, class_name):
+    return [layer for layer in model.layers if layer.__class__.__name__ == class_name]
+
+
+def test_paper_configuration_structure_and_parameter_count():
+    model = build_unet(PAPER_CONFIG)
+    # 3 down blocks + bottleneck + 3 up blocks, 3 convolutions each, plus 3 strided convolutions and the head
+    assert len(_layers_of(model, "Conv3D")) == 7 * 3 + 3 + 1
+    assert len(_layers_of(model, "Conv3DTranspose")) == 3
+    assert len(_layers_of(model, "GroupNormalization")) == 7 * 3 + 3 + 3
+    assert len(_layers_of(model, "PReLU")) == 7 * 3 + 3 + 3
+    assert len(_layers_of(model, "Concatenate")) == 3
+    widths = [layer.filters for layer in _layers_of(model, "Conv3D")]
+    assert sorted(set(widths)) == [1, 32, 64, 128]
+    for layer in _layers_of(model, "Conv3D")[:-1] + _layers_of(model, "Conv3DTranspose"):
+        assert tuple(layer.kernel_size) == (3, 3, 3)
+    strided = [layer for layer in _layers_of(model, "Conv3D") if tuple(layer.strides) == (2, 2, 2)]
+    assert [layer.filters for layer in strided] == [32, 64, 128]
+    head = model.get_layer("head")
+    assert head.filters == 1 and head.activation.__name__ == "linear"
+    assert model.count_params() == 6_396_289
+
+
+@pytest.mark.parametrize("config,params", [
+    (UNetConfig(filters=(16, 32, 64), convs_per_block=2), 1_199_425),
+    (UNetConfig(filters=(8, 16, 32), convs_per_block=2), 300_769),
+])
+def test_narrow_variants(config, params):
+    assert build_unet(config).count_params() == params
+
+
+def test_fully_convolutional_output_shape_and_depth_parameter():
+    model = build_unet(UNetConfig(filters=(4, 8), convs_per_block=1, groups=2))
+    x = np.random.default_rng(0).standard_normal((2, 12, 16, 20, 1)).astype(np.float32)
+    y = np.asarray(model.predict_on_batch(x))
+    assert y.shape == x.shape and np.all(np.isfinite(y))
+    assert len(_layers_of(model, "Conv3DTranspose")) == 2
+
+
+def test_config_round_trip_and_validation():
+    config = UNetConfig(filters=(8, 16, 32), convs_per_block=2, groups=4)
+    assert UNetConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown"):
+        UNetConfig.from_dict({"filters": [8], "dropout": 0.5})

@@ -1,0 +1,75 @@
+"""Stage 5: tiling, prediction in batches and blending."""
+
+import numpy as np
+import pytest
+
+from deepemhancer.tiling import TilingPlan, count_cubes, cube_starts, predict_tiled, signal_envelope
+
+
+def _coverage_1d(n_padded, cube=64, stride=16):
+    c = np.zeros(n_padded)
+    for s in range(0, n_padded - cube + 1, stride):
+        c[s:s + cube] += 1
+    return c
+
+
+def test_original_tiling_reproduces_the_hand_computed_average():
+    """The original averages the cube predictions with weights that start at 1: sum / (count + 1)."""
+    shape = (64, 72, 80)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    out = predict_tiled(x, lambda b: b * 2.0, TilingPlan.for_mode("original"), batch_size=3)
+    # padded sizes: 64 + 16, 72 + 8, 80 + 16 (always 1..16 voxels, a full 16 when divisible)
+    counts = [_coverage_1d(n)[:m] for n, m in zip((80, 80, 96), shape)]
+    count = counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
+    np.testing.assert_allclose(out, 2.0 * x * count / (count + 1), rtol=1e-5, atol=1e-6)
+    # corners are seen by one cube -> 1/2; voxel (40, 40, 48) by 2 * 2 * 3 cubes -> 12/13
+    assert out[0, 0, 0] == pytest.approx(x[0, 0, 0], rel=1e-5)
+    assert out[40, 40, 48] == pytest.approx(2 * x[40, 40, 48] * 12 / 13, rel=1e-5)
+
+
+def test_original_cube_count_and_order():
+    plan = TilingPlan.for_mode("original")
+    assert count_cubes((256, 256, 256), plan) == 14 ** 3          # 272 padded: (272 - 64) / 16 + 1 = 14
+    assert count_cubes((128, 128, 128), plan) == 6 ** 3
+    starts = cube_starts((80, 80, 96), 64, 16)
+    assert starts[:3] == [(0, 0, 0), (0, 0, 16), (0, 0, 32)]   # i -> j -> k loop order
+
+
+def test_fast_tiling_is_exact_for_pointwise_functions_and_evaluates_few_cubes():
+    x = np.random.default_rng(1).standard_normal((70, 81, 90)).astype(np.float32)
+    plan = TilingPlan(cube=64, stride=32, mode="fast", skip_empty=False)
+    out = predict_tiled(x, np.tanh, plan, batch_size=4)
+    np.testing.assert_allclose(out, np.tanh(x), atol=1e-5)
+    assert count_cubes((256, 256, 256), TilingPlan.for_mode("fast")) == 8 ** 3  # 256 + 32 margin: (288 - 64) / 32 + 1 = 8 per axis
+
+
+def test_cubes_outside_the_mask_are_skipped():
+    x = np.zeros((128, 128, 128), np.float32)
+    mask = np.zeros(x.shape, bool)
+    mask[10:30, 10:30, 10:30] = True
+    seen = []
+
+    def predict(batch):
+        seen.append(len(batch))
+        return batch + 1.0
+    out = predict_tiled(x, predict, TilingPlan.for_mode("fast"), mask=mask)
+    assert sum(seen) < count_cubes(x.shape, TilingPlan.for_mode("fast")) / 4
+    assert np.all(out[10:30, 10:30, 10:30] == pytest.approx(1.0))
+    assert np.all(out[100:, 100:, 100:] == 0)  # skipped cubes give the background value
+
+
+def test_signal_envelope_finds_a_blob_and_ignores_noise():
+    rng = np.random.default_rng(2)
+    x = (0.1 * rng.standard_normal((64, 64, 64))).astype(np.float32)
+    x[20:30, 20:30, 20:30] += 0.5
+    env = signal_envelope(x)
+    assert env[25, 25, 25] and env[20:30, 20:30, 20:30].all()
+    assert env.mean() < 0.2
+
+
+def test_progress_is_reported_per_batch():
+    calls = []
+    predict_tiled(np.zeros((64, 64, 64), np.float32), lambda b: b, TilingPlan.for_mode("original"), batch_size=5,
+                  progress=calls.append)
+    assert calls[-1] == count_cubes((64, 64, 64), TilingPlan.for_mode("original")) == 8
+    assert calls == [5, 8]
