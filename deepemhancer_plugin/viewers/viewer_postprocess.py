@@ -167,7 +167,7 @@ def renderSlices(inputData, outputData, path):
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle("Central slices; orange contour = suggested threshold (same enclosed volume)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95), h_pad=1.5)
     tmp = path + ".part.png"
     fig.savefig(tmp)
     os.replace(tmp, path)
