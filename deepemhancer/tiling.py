@@ -46,8 +46,10 @@ class TilingPlan:
         raise ValueError(f"unknown tiling {mode!r}; choose one of {TILINGS}")
 
 
-def _original_padding(shape: tuple[int, ...], stride: int) -> list[tuple[int, int]]:
-    return [(0, stride - n % stride) for n in shape]
+def _original_padding(shape: tuple[int, ...], stride: int, cube: int) -> list[tuple[int, int]]:
+    # the original pads 1..stride voxels; a box smaller than one cube would then give no cube at all, so such an
+    # axis is wrap-padded up to the cube size instead
+    return [(0, max(stride - n % stride, cube - n)) for n in shape]
 
 
 def _fast_padding(shape: tuple[int, ...], cube: int, stride: int) -> list[tuple[int, int]]:
@@ -114,7 +116,7 @@ def predict_tiled(data: np.ndarray, predict_fn: PredictFn, plan: TilingPlan, *, 
     data = np.asarray(data, dtype=np.float32)
     cube, stride = plan.cube, plan.stride
     if plan.mode == "original":
-        pads = _original_padding(data.shape, stride)
+        pads = _original_padding(data.shape, stride, cube)
         padded = np.pad(data, pads, mode="wrap")
     else:
         pads = _fast_padding(data.shape, cube, stride)
@@ -162,7 +164,7 @@ def predict_tiled(data: np.ndarray, predict_fn: PredictFn, plan: TilingPlan, *, 
 def count_cubes(shape: tuple[int, ...], plan: TilingPlan) -> int:
     """Cubes the plan evaluates on a map of ``shape`` before any skipping."""
     if plan.mode == "original":
-        padded = [n + p for n, (_, p) in zip(shape, _original_padding(shape, plan.stride))]
+        padded = [n + p for n, (_, p) in zip(shape, _original_padding(shape, plan.stride, plan.cube))]
     else:
         padded = [n + a + b for n, (a, b) in zip(shape, _fast_padding(shape, plan.cube, plan.stride))]
     return len(cube_starts(tuple(padded), plan.cube, plan.stride))
