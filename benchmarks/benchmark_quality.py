@@ -141,6 +141,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-relion", action="store_true")
     p.add_argument("--report-dir", help="also write one PNG/HTML report per case here")
     p.add_argument("--json", help="write all numbers to this JSON file")
+    p.add_argument("--cases", nargs="+", metavar="TEXT", help="only the cases whose name contains one of these")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -151,6 +152,8 @@ def main(argv=None) -> int:
             cases += real_cases(args.real_data, workdir, args.seed)
         else:
             print(f"NOTE: {args.real_data} not found: real-map cases skipped")
+    if args.cases:
+        cases = [c for c in cases if any(t.lower() in c.name.lower() for t in args.cases)]
     if not cases:
         print("no cases to benchmark")
         return 1
