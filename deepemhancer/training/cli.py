@@ -1,0 +1,117 @@
+"""``deepemhancer-train``: make training pairs, train a model, measure it.
+
+Example usage::
+
+    # pairs from atomic models (split from MANIFEST.tsv), cached in a folder
+    deepemhancer-train prepare --models ../shared/data/atomic_models -o work-data/pairs
+    # real pairs (NAME_half1/2.mrc or NAME_input.mrc + NAME_target.mrc [+ NAME_mask.mrc])
+    deepemhancer-train prepare --real-pairs my_emdb_pairs -o work-data/pairs --split train
+    # train (rerun the same command to resume from the last checkpoint)
+    KERAS_BACKEND=torch deepemhancer-train fit --pairs work-data/pairs --kind tightTarget -o work-data/run_tight
+    # CC with the target of input and output on the val/test pairs
+    deepemhancer-train evaluate --pairs work-data/pairs --model work-data/run_tight/final --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError
+
+
+def _add_prepare(sub):
+    p = sub.add_parser("prepare", help="simulate (or import) training pairs into a folder with index.json")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--models", help="folder of PDB/mmCIF files (with MANIFEST.tsv for the train/val/test split)")
+    src.add_argument("--real-pairs", help="folder of real pairs NAME_half1.mrc+NAME_half2.mrc (or NAME_input.mrc), "
+                                          "NAME_target.mrc, optional NAME_mask.mrc")
+    p.add_argument("-o", "--output", required=True, help="output folder (a cache: existing pairs are kept)")
+    p.add_argument("--variants", default="train=2,val=2,test=2",
+                   help="simulated maps per structure and split (default %(default)s)")
+    p.add_argument("--resolution", nargs=2, type=float, default=(2.5, 7.0), metavar=("BEST", "WORST"),
+                   help="range of half-map FSC=0.143 resolutions in A (default 2.5 7)")
+    p.add_argument("--split", default="train", help="split of --real-pairs (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--mrc-splits", default="val,test",
+                   help="splits for which half maps/ground truth are also written as MRC (default %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N jobs (quick tests)")
+
+
+def _add_fit(sub):
+    p = sub.add_parser("fit", help="train a model on prepared pairs (resumes from the last checkpoint)")
+    p.add_argument("--pairs", required=True, nargs="+", help="prepared folder(s)")
+    p.add_argument("-o", "--output", required=True, help="run folder: checkpoints, log.csv, final model")
+    p.add_argument("--kind", default="tightTarget", choices=("tightTarget", "wideTarget", "highRes", "masked"))
+    p.add_argument("--filters", default="16,32,64", help="U-Net widths per level (paper: 32,64,128)")
+    p.add_argument("--convs-per-block", type=int, default=2, help="paper: 3")
+    p.add_argument("--cube", type=int, default=32, help="training cube side in voxels (paper: 64)")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--steps-per-epoch", type=int, default=100)
+    p.add_argument("--val-cubes", type=int, default=48, help="fixed validation cubes")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--signal-fraction", type=float, default=None,
+                   help="fraction of cubes centred on the molecule (default: 0.75, highRes 0.9)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-parallel", action="store_true",
+                   help="replicate over all accelerators with keras.distribution.DataParallel (JAX backend)")
+    p.add_argument("--install", metavar="MODELS_DIR", default=None,
+                   help="also save the final model as deepemhancer_<kind> into this folder")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="CC with the target of input and output on prepared pairs")
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--model", required=True, help="model file or folder (deepemhancer_<kind>.weights.h5 + .json)")
+    p.add_argument("--kind", default="tightTarget")
+    p.add_argument("--split", default="test")
+    p.add_argument("--csv", default=None, help="write the per-pair table here")
+    p.add_argument("--tiling", default="fast", choices=("fast", "original"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="deepemhancer-train", description=__doc__.splitlines()[0],
+                                     epilog=__doc__.split("Example usage::", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_prepare(sub)
+    _add_fit(sub)
+    _add_evaluate(sub)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "prepare":
+            from . import prepare
+            if args.models:
+                variants = {k: int(v) for k, v in (item.split("=") for item in args.variants.split(","))}
+                path = prepare.prepare_simulated(args.models, args.output, variants=variants, seed=args.seed,
+                                                 resolution_range=tuple(args.resolution), workers=args.workers,
+                                                 mrc_splits=tuple(s for s in args.mrc_splits.split(",") if s),
+                                                 limit=args.limit)
+            else:
+                path = prepare.prepare_real(args.real_pairs, args.output, split=args.split)
+            print(f"index: {path}")
+        elif args.command == "fit":
+            from . import train
+            cfg = train.TrainConfig(
+                kind=args.kind, filters=tuple(int(f) for f in args.filters.split(",")),
+                convs_per_block=args.convs_per_block, cube=args.cube, batch=args.batch, epochs=args.epochs,
+                steps_per_epoch=args.steps_per_epoch, val_cubes=args.val_cubes, lr=args.lr, seed=args.seed,
+                signal_fraction=args.signal_fraction, data_parallel=args.data_parallel)
+            train.fit(args.pairs, args.output, cfg, install_dir=args.install, verbose=not args.quiet)
+        elif args.command == "evaluate":
+            from . import train
+            rows = train.evaluate(args.pairs, args.model, kind=args.kind, split=args.split, csv_path=args.csv,
+                                  tiling=args.tiling)
+            for r in rows:
+                print("\t".join(str(v) for v in r.values()))
+    except InputError as exc:
+        print(f"deepemhancer-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
