@@ -19,6 +19,7 @@ The example: EMD-3488 (human haemoglobin, 3.2 A) cropped and binned to 48^3 at 2
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import time
@@ -87,13 +88,13 @@ def main(argv=None):
     cxc = DeepEMhancerViewer(project=project, protocol=prot).writeChimeraScript()
     shutil.copyfile(cxc, os.path.join(output, os.path.basename(cxc)))
     inputLevel, outputLevel = suggestedLevels(inputData, outputData)
-    print("Output map: %s  (%s, %.2f A/px, origin %s)" % (mapOut, "x".join(map(str, outputData.shape)),
-                                                           volume.getSamplingRate(),
-                                                           volume.getOrigin(force=True).getShifts()))
+    print("Output map: %s  (%s voxels, %.2f A/px, origin (%.2f, %.2f, %.2f) A)"
+          % ((mapOut, "x".join(map(str, outputData.shape)), volume.getSamplingRate())
+             + tuple(volume.getOrigin(force=True).getShifts())))
     print("Side by side: %s" % png)
     print("ChimeraX script (input | output, tiled): %s" % cxc)
     print("Suggested thresholds: input %.4g, output %.4g" % (inputLevel, outputLevel))
-    print("Summary: " + " ".join(prot.summary()))
+    print("Summary: " + re.sub(r"\[\[sci-open:\d+\]\[([^\]]*)\]\]", r"\1", " ".join(prot.summary())))
     return 0
 
 
