@@ -48,7 +48,7 @@ def test_eval_command_writes_the_report_and_prints_the_table(tmp_path, halves, c
     assert rows["deposited"]["FSC0.5"] < rows["input"]["FSC0.5"]
     assert rows["deposited"]["CC env"] > rows["input"]["CC env"]
     assert scores["resolution_source"] == "half-map FSC 0.143"
-    lcc, grid = read_map(out / "autoB_sharpened.mrc")
+    _, grid = read_map(out / "autoB_sharpened.mrc")
     assert grid.origin == pytest.approx(read_map(MAP)[1].origin, abs=1e-3)  # baselines stay on the input grid
     assert (out / "local_cc.mrc").exists()
 
@@ -69,3 +69,20 @@ def test_eval_command_rejects_maps_on_different_grids(tmp_path, capsys):
     assert "same grid" in capsys.readouterr().err
     assert main(["-o", str(tmp_path / "e")]) == 2
     assert main(["-i", MAP, "--half1", MAP]) == 2
+
+
+def test_eval_command_with_a_reference_map_and_a_user_mask(tmp_path, halves, capsys):
+    data, grid = read_map(MAP)
+    mask = tmp_path / "mask.mrc"
+    from deepemhancer.evaluation.fsc import threshold_mask
+    write_map(mask, threshold_mask(data, 0.1, grid.voxel_size), grid)
+    rc = main(["-i", halves[0], "--label", "half1", "--reference", MAP, "-m", str(mask), "--resolution", "3.2",
+               "--no-relion", "--no-maps", "-o", str(tmp_path / "e")])
+    assert rc == 0
+    scores = json.loads((tmp_path / "e" / "scores.json").read_text())
+    assert scores["reference"] == "map" and scores["mask"] == "user mask"
+    assert scores["resolution_source"] == "given"
+    rows = {r["map"]: r for r in scores["maps"]}
+    assert set(rows) == {"half1"}  # no input map or half pair: only the processed column
+    assert 3.0 < rows["half1"]["FSC0.5 env"] < 8.0
+    assert "auto-B column unavailable" in capsys.readouterr().out
