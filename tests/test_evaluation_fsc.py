@@ -133,3 +133,19 @@ def test_local_cc_is_one_for_identical_and_low_for_independent_maps():
     a, b = _noise((32, 32, 32), 13), _noise((32, 32, 32), 14)
     assert np.allclose(F.local_cc(a, a, 1.0, 6.0)[8:-8, 8:-8, 8:-8], 1.0, atol=1e-5)
     assert abs(float(F.local_cc(a, b, 1.0, 6.0)[8:-8, 8:-8, 8:-8].mean())) < 0.1
+
+
+def test_halfmap_fsc_and_its_full_map_correction():
+    """Halves x + n1, x + n2 with N/P = r: FSC_half = 1 / (1 + r) and the full map's 2F / (1 + F) = 2 / (2 + r)."""
+    x = _noise((48, 48, 48), 15)
+    r = 1.0
+    h1, h2 = x + _noise(x.shape, 16), x + _noise(x.shape, 17)
+    big = slice(4, None)
+    half = F.halfmap_fsc(h1, h2, 1.0)
+    assert np.allclose(half.fsc[big], 1 / (1 + r), atol=0.06)
+    full = F.halfmap_fsc(h1, h2, 1.0, full_map=True)
+    assert np.allclose(full.fsc[big], 2 / (2 + r), atol=0.06)
+    # C_ref = sqrt(full) is what the average of the halves shows against the truth: 1 / sqrt(1 + r/2)
+    vs_truth = F.fsc((h1 + h2) / 2, x, 1.0).fsc[big]
+    assert np.allclose(vs_truth, 1 / np.sqrt(1 + r / 2), atol=0.05)
+    assert np.allclose(vs_truth, np.sqrt(full.fsc[big]), atol=0.05)

@@ -130,9 +130,9 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
     if half1 is not None:
         if half1.shape != tuple(grid.shape) or half2.shape != tuple(grid.shape):
             raise ValueError("half maps must be on the grid of the other maps")
-        ev.halfmap_fsc = F.fsc(half1, half2, voxel)
+        ev.halfmap_fsc = F.halfmap_fsc(half1, half2, voxel)
         if mask is not None:
-            ev.halfmap_fsc_masked = F.fsc(half1, half2, voxel, mask=mask)
+            ev.halfmap_fsc_masked = F.halfmap_fsc(half1, half2, voxel, mask=mask)
         if input_map is None:
             input_map = (np.asarray(half1, dtype=np.float32) + np.asarray(half2, dtype=np.float32)) / 2.0
     if resolution is not None:

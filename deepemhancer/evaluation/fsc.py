@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["FSCCurve", "frequency_magnitude", "fsc", "resolution_at", "pearson_cc", "local_cc",
+__all__ = ["FSCCurve", "frequency_magnitude", "fsc", "halfmap_fsc", "resolution_at", "pearson_cc", "local_cc",
            "gaussian_blur", "soft_edge", "threshold_mask", "model_envelope_mask", "shell_average"]
 
 
@@ -114,6 +114,20 @@ def fsc(map1: np.ndarray, map2: np.ndarray, voxel_size, mask: np.ndarray | None 
         curve = cross / np.sqrt(p1 * p2)
     curve = np.where(np.isfinite(curve), curve, 0.0)
     return FSCCurve(frequency=np.arange(n_shells) * width, fsc=curve, n_coefficients=count)
+
+
+def halfmap_fsc(half1: np.ndarray, half2: np.ndarray, voxel_size, mask: np.ndarray | None = None,
+                full_map: bool = False) -> FSCCurve:
+    """FSC between two independent half maps (gold standard).
+
+    ``full_map`` applies the Rosenthal-Henderson correction 2 FSC / (1 + FSC): the FSC two independent full-size
+    maps would show. Its square root (C_ref) is the expected FSC of the averaged map against a perfect reference.
+    """
+    curve = fsc(half1, half2, voxel_size, mask)
+    if not full_map:
+        return curve
+    c = np.clip(curve.fsc, -0.999, None)
+    return FSCCurve(curve.frequency, 2.0 * c / (1.0 + c), curve.n_coefficients)
 
 
 def resolution_at(curve: FSCCurve, threshold: float) -> float:
