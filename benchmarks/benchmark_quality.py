@@ -179,7 +179,8 @@ def main(argv=None) -> int:
         results.append((case, rows, notes, ev))
         extra = f", RELION B {ev.details['RELION']['B']:.0f}" if "RELION" in ev.details else ""
         print(f"  {case.name}: data resolution {ev.resolution:.2f} A ({ev.resolution_source}), auto-B fitted B "
-              f"{ev.details.get('auto-B', {}).get('B', float('nan')):.0f}{extra}, ours: {ours_msg}; "
+              f"{ev.details.get('auto-B', {}).get('B', float('nan')):.0f}{extra}, "
+              f"ours: {ours_msg if ours is not None or not args.model else 'failed'}; "
               f"{time.time() - t0:.0f} s", flush=True)
         for n in notes:
             print(f"    NOTE: {n}")
