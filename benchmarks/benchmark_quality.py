@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,6 +130,14 @@ def fmt(v: float | None, cc: bool) -> str:
 
 
 def main(argv=None) -> int:
+    workdir = tempfile.mkdtemp(prefix="deepemhancer_bench_")  # noisy halves and our outputs; removed at the end
+    try:
+        return _main(argv, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _main(argv, workdir: str) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="trained model (file or folder) for the 'ours' column")
     p.add_argument("--ours-args", default="", help="extra flags for `python -m deepemhancer` (e.g. '-p wideTarget')")
@@ -145,7 +154,6 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    workdir = tempfile.mkdtemp(prefix="deepemhancer_bench_")
     cases = synthetic_cases(args.pairs, args.max_synthetic)
     if not args.no_real:
         if os.path.isdir(args.real_data):
