@@ -85,7 +85,13 @@ test-plugin: install
 	if [ -n "$$failed" ]; then echo "FAILED plugin test modules:$$failed"; exit 1; fi; \
 	echo "All plugin test modules passed."
 
-test: test-engine test-plugin
+# Both halves always run; the target fails if either failed.
+test:
+	@status=0; \
+	$(MAKE) --no-print-directory test-engine || status=1; \
+	$(MAKE) --no-print-directory test-plugin || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)"; else echo "make test: all passed"; fi; \
+	exit $$status
 
 demo: install
 	cd $(SCIPION_HOME) && python -m deepemhancer_plugin.demo --output $(DEMO_OUTPUT)

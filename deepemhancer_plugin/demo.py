@@ -83,7 +83,8 @@ def main(argv=None):
     shutil.copyfile(volume.getFileName(), mapOut)
     inputData = (readMap(HALF1) + readMap(HALF2)) / 2
     outputData = readMap(volume.getFileName())
-    png = renderSlices(inputData, outputData, os.path.join(output, "input_vs_output.png"))
+    png = renderSlices(inputData, outputData, os.path.join(output, "input_vs_output.png"),
+                       voxelSize=volume.getSamplingRate(), halves=(readMap(HALF1), readMap(HALF2)))
     from .viewers import DeepEMhancerViewer
     cxc = DeepEMhancerViewer(project=project, protocol=prot).writeChimeraScript()
     shutil.copyfile(cxc, os.path.join(output, os.path.basename(cxc)))

@@ -23,7 +23,7 @@ from pyworkflow.viewer import DESKTOP_TKINTER
 from ..constants import INPUT_ATTACHED_HALVES, MODEL_CUSTOM, PLUGIN_NAME
 from ..protocols import DeepEMhancerProtPostProcess, outputs
 from ..viewers import DeepEMhancerViewer
-from ..viewers.viewer_postprocess import suggestedLevels
+from ..viewers.viewer_postprocess import fsc, suggestedLevels
 from . import HALF1, HALF2, MAP, SAMPLING, makeTinyModel, readMap
 
 TEMPLATE_ID = "%s-deepemhancer_halfmaps" % PLUGIN_NAME
@@ -108,9 +108,21 @@ class TestDeepEMhancerTemplateAndViewer(BaseTest):
         png = views[0].png
         self.assertEqual(png, os.path.abspath(self.prot._getExtraPath("deepemhancer_slices.png")))
         image = Image.open(png)
-        self.assertEqual(image.size, (900, 640))
+        self.assertEqual(image.size, (900, 925))
         pixels = np.asarray(image.convert("L"), dtype=np.float32)
         self.assertGreater(float(pixels.std()), 10.0)
-        # The two rows (input, output) differ: the figure really shows two maps.
-        top, bottom = pixels[60:330], pixels[340:610]
-        self.assertGreater(float(np.abs(top - bottom).mean()), 1.0)
+        # The slice rows (input, output) differ: the figure really shows two maps.
+        top, middle = pixels[60:330], pixels[330:600]
+        self.assertGreater(float(np.abs(top - middle).mean()), 1.0)
+
+    def test_fsc(self):
+        half1, half2 = readMap(HALF1), readMap(HALF2)
+        freq, same = fsc(half1, half1, SAMPLING)
+        self.assertAlmostEqual(freq[-1], 1 / (2 * SAMPLING), places=6)  # up to Nyquist
+        np.testing.assert_allclose(same[1:], 1.0, atol=1e-6)
+        _, curve = fsc(half1, half2, SAMPLING)
+        # Halves = the same map plus independent noise of equal overall power: strongly correlated at low
+        # resolution, where the map's power dominates, and partly correlated in every shell up to Nyquist.
+        self.assertGreater(curve[1:4].min(), 0.8)
+        self.assertLess(curve[4:].max(), 0.8)
+        self.assertGreater(curve[1:].min(), 0.1)

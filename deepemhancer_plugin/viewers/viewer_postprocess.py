@@ -26,7 +26,7 @@ MIN_FRACTION, MAX_FRACTION = 0.002, 0.3
 
 
 class DeepEMhancerViewer(EmProtocolViewer):
-    """Compare the input and the DeepEMhancer output: ChimeraX side by side, or orthogonal central slices."""
+    """Compare the input and the DeepEMhancer output: ChimeraX side by side, or central slices and FSC curves."""
     _label = "viewer deepEMhancer"
     _targets = [DeepEMhancerProtPostProcess]
     _environments = [DESKTOP_TKINTER]
@@ -37,8 +37,9 @@ class DeepEMhancerViewer(EmProtocolViewer):
                       label="Input and output in ChimeraX",
                       help="Opens both maps tiled side by side, contoured at levels enclosing the same volume.")
         form.addParam("displaySlices", params.LabelParam,
-                      label="Central slices: input vs output",
-                      help="Orthogonal central slices of the input (half-map average) and of the output. "
+                      label="Central slices and FSC: input vs output",
+                      help="Orthogonal central slices of the input (half-map average) and of the output, and FSC "
+                           "curves (output vs input; half map 1 vs 2). "
                            "Also saved as extra/%s." % SLICES_PNG)
 
     def _getVisualizeDict(self):
@@ -103,8 +104,13 @@ class DeepEMhancerViewer(EmProtocolViewer):
     def writeSlicesPng(self, path=None):
         """Render the orthogonal central slices of input and output to a PNG (no display needed)."""
         inputData, outputData = self._loadMaps()
-        path = path or os.path.abspath(self.protocol._getExtraPath(SLICES_PNG))
-        renderSlices(inputData, outputData, path)
+        prot = self.protocol
+        halves = None
+        if prot.usesHalfMaps():
+            import mrcfile
+            halves = [_readMrc(mrcfile, f) for f in prot._getInputWorkFiles()[:2]]
+        path = path or os.path.abspath(prot._getExtraPath(SLICES_PNG))
+        renderSlices(inputData, outputData, path, voxelSize=prot.getOutputVolume().getSamplingRate(), halves=halves)
         return path
 
 
@@ -143,13 +149,37 @@ def suggestedLevels(inputData, outputData):
     return float(np.percentile(inputData, q)), float(np.percentile(outputData, q))
 
 
-def renderSlices(inputData, outputData, path):
-    """Two rows (input, output) x three columns (central XY, XZ, YZ slices), each map on its own grey scale."""
+def fsc(a, b, voxelSize):
+    """Fourier shell correlation of two maps on one grid; returns (frequencies in 1/A, FSC), up to Nyquist."""
+    fa, fb = np.fft.rfftn(a), np.fft.rfftn(b)
+    nz, ny, nx = a.shape
+    kz = np.fft.fftfreq(nz)[:, None, None]
+    ky = np.fft.fftfreq(ny)[None, :, None]
+    kx = np.fft.rfftfreq(nx)[None, None, :]
+    n = max(a.shape)
+    shell = np.rint(np.sqrt(kz ** 2 + ky ** 2 + kx ** 2) * n).astype(int).ravel()
+    nShells = n // 2 + 1
+    keep = shell < nShells
+    shell = shell[keep]
+
+    def total(values):
+        return np.bincount(shell, weights=values.ravel()[keep], minlength=nShells)
+
+    cross = total((fa * np.conj(fb)).real)
+    power = total(np.abs(fa) ** 2) * total(np.abs(fb) ** 2)
+    curve = np.divide(cross, np.sqrt(power), out=np.zeros(nShells), where=power > 0)
+    return np.arange(nShells) / (n * voxelSize), curve
+
+
+def renderSlices(inputData, outputData, path, voxelSize=1.0, halves=None):
+    """Input and output: central XY, XZ, YZ slices (rows input, output; each map on its own grey scale) and FSC
+    curves (output vs input, and half map 1 vs 2 when given)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 6.4), dpi=100)
+    fig = Figure(figsize=(9, 9.25), dpi=100)
     FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(3, 3, height_ratios=(1, 1, 0.9))
     inputLevel, outputLevel = suggestedLevels(inputData, outputData)
     rows = (("input", inputData, inputLevel), ("deepEMhancer", outputData, outputLevel))
     for r, (name, data, level) in enumerate(rows):
@@ -159,13 +189,26 @@ def renderSlices(inputData, outputData, path):
                   ("YZ (x=%d)" % (nx // 2), data[:, :, nx // 2]))
         lo, hi = np.percentile(data, [0.5, 99.9])
         for c, (title, image) in enumerate(slices):
-            ax = fig.add_subplot(2, 3, 3 * r + c + 1)
+            ax = fig.add_subplot(grid[r, c])
             ax.imshow(image, cmap="gray", origin="lower", vmin=lo, vmax=hi if hi > lo else lo + 1)
             if np.any(image > level):
                 ax.contour(image, levels=[level], colors="#e8a33d", linewidths=0.7)
             ax.set_title("%s %s" % (name, title), fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
+    ax = fig.add_subplot(grid[2, :])
+    curves = [("output vs input", outputData, inputData)]
+    if halves is not None:
+        curves.append(("half map 1 vs 2 (input)", halves[0], halves[1]))
+    for label, a, b in curves:
+        freq, curve = fsc(a, b, voxelSize)
+        ax.plot(freq[1:], curve[1:], label=label)
+    ax.axhline(0.143, color="0.6", linewidth=0.7, linestyle="--")
+    ax.set_xlabel("spatial frequency (1/A)  [Nyquist %.2f A]" % (2 * voxelSize), fontsize=9)
+    ax.set_ylabel("FSC", fontsize=9)
+    ax.set_ylim(-0.1, 1.02)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.tick_params(labelsize=8)
     fig.suptitle("Central slices; orange contour = suggested threshold (same enclosed volume)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95), h_pad=1.5)
     tmp = path + ".part.png"
