@@ -57,6 +57,18 @@ def _constant_plateau(data: np.ndarray, min_fraction: float = 0.02) -> np.ndarra
     return data == values[top]
 
 
+def solvent_peak(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
+    """Position and low-side robust width of the tallest peak of a value histogram."""
+    lo, hi = np.percentile(values, [0.1, 99.9])
+    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    hist = ndimage.gaussian_filter1d(hist.astype(float), 2)
+    peak = int(np.argmax(hist))
+    level = float(0.5 * (edges[peak] + edges[peak + 1]))
+    below = values[values < level]
+    spread = 1.4826 * float(np.median(level - below)) if below.size else float(np.std(values))
+    return level, max(spread, float(edges[1] - edges[0]))
+
+
 def estimate_noise_stats(data: np.ndarray, *, voxel_size: float = 1.0, lowpass_angstrom: float = 4.0,
                          significance: float = 2.5, margin_angstrom: float = 3.0,
                          iterations: int = 8) -> NoiseStats:
@@ -83,8 +95,15 @@ def estimate_noise_stats(data: np.ndarray, *, voxel_size: float = 1.0, lowpass_a
     filled = np.where(valid, x, np.float32(x[valid].mean()))
     smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
     margin = max(1, int(round(margin_angstrom / max(voxel_size, 1e-3))))
-    solvent = valid.copy()
     min_voxels = max(500, int(0.005 * valid.sum()))
+    # start from the solvent peak of the histogram: after low-pass filtering, solvent values crowd into one narrow
+    # peak while molecule values spread widely, so the tallest peak is the solvent even when molecule voxels are
+    # the majority; its width is measured on its low side, which molecule density does not reach
+    level, spread = solvent_peak(smooth[valid])
+    molecule = ndimage.binary_dilation(smooth > level + significance * spread, iterations=margin)
+    solvent = valid & ~molecule
+    if solvent.sum() < min_voxels:
+        solvent = valid.copy()
     for _ in range(iterations):
         values = smooth[solvent]
         level = float(np.median(values))

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .normalize import solvent_peak
+
 PredictFn = Callable[[np.ndarray], np.ndarray]
 TILINGS = ("fast", "original")
 
@@ -77,16 +79,24 @@ def blend_window(cube: int, stride: int) -> np.ndarray:
     return (w1[:, None, None] * w1[None, :, None] * w1[None, None, :]).astype(np.float32)
 
 
-def signal_envelope(data: np.ndarray, *, threshold: float = 0.3, lowpass_sigma: float = 2.0,
-                    margin: int = 8) -> np.ndarray:
-    """Generous mask of where the molecule might be, on a map normalised to noise SD 0.1.
+def signal_envelope(data: np.ndarray, *, significance: float = 5.0, lowpass_sigma: float = 2.0,
+                    margin: int = 8, min_blob_voxels: int = 100) -> np.ndarray:
+    """Generous mask of where the molecule might be, on a normalised map.
 
-    A low-pass filter at ``lowpass_sigma`` voxels reduces the noise SD to about 0.1 / (2.8 * sigma^1.5) ~ 0.012;
-    anything above ``threshold`` standard deviations of the raw noise (0.03) is far outside noise, and the mask is
-    then dilated by ``margin`` voxels.
+    The map is low-pass filtered (Gaussian, ``lowpass_sigma`` voxels); the solvent level and the filtered noise
+    level are read from the solvent peak of the value histogram (so a small error in the noise mean, which the
+    filter does not reduce, cannot shift the threshold). Voxels above ``significance`` noise levels, in blobs of at
+    least ``min_blob_voxels`` voxels, are signal; the mask is then dilated by ``margin`` voxels so that a cube is
+    skipped only far from any density.
     """
     smooth = ndimage.gaussian_filter(data.astype(np.float32), lowpass_sigma, mode="nearest")
-    mask = smooth > threshold * 0.1
+    level, noise = solvent_peak(smooth.ravel()[:: max(1, smooth.size // 4_000_000)])
+    mask = smooth > level + significance * noise
+    labels, n = ndimage.label(mask)
+    if n:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        mask = sizes[labels] >= min_blob_voxels
     if margin:
         mask = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool), iterations=margin)
     return mask
