@@ -14,9 +14,9 @@ Needs the Debian package xvfb; where no X server can be started the tests are sk
 """
 
 import os
-import select
 import shutil
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -33,22 +33,38 @@ FORM_PARAMS = ["inputType", "inputVolume", "inputHalf1", "inputHalf2", "normaliz
                "cleaningFraction", "batchSize", "tiling"]
 
 
-def startXvfb(timeout=10.0):
-    """Start Xvfb on a free display; returns (process, ':N') or (None, reason)."""
+def _displayWorks(display):
+    """A real X client connection (Tk) to the display succeeds."""
+    check = subprocess.run([sys.executable, "-c", "import tkinter; tkinter.Tk().destroy()"],
+                           env=dict(os.environ, DISPLAY=display), capture_output=True, timeout=20)
+    return check.returncode == 0
+
+
+def startXvfb(timeout=10.0, attempts=8):
+    """Start Xvfb on a free display; returns (process, ':N') or (None, reason).
+
+    Display numbers are tried from a high, per-process offset: X clients try the abstract socket of a display
+    first, which is shared by every container on the same network namespace, so a low number may reach somebody
+    else's server. A display counts only once a real client has connected to it.
+    """
     if not shutil.which("Xvfb"):
         return None, "Xvfb is not installed (apt-get install xvfb)"
-    read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1400x1100x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    ready, _, _ = select.select([read], [], [], timeout)
-    number = os.read(read, 64).decode().strip() if ready else ""
-    os.close(read)
-    if not number:
-        proc.kill()
+    first = 100 + os.getpid() % 800
+    for number in range(first, first + attempts):
+        if os.path.exists("/tmp/.X%d-lock" % number):
+            continue
+        display = ":%d" % number
+        proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1400x1100x24", "-nolisten", "tcp"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            if os.path.exists("/tmp/.X11-unix/X%d" % number) and _displayWorks(display):
+                return proc, display
+            time.sleep(0.1)
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
-        return None, "Xvfb did not start within %.0f s" % timeout
-    return proc, ":" + number
+    return None, "no Xvfb display could be started and connected to (tried :%d-:%d)" % (first, first + attempts - 1)
 
 
 class TestDeepEMhancerForm(BaseTest, ImportMixin):
