@@ -20,10 +20,12 @@ import numpy as np
 
 from . import __version__
 from .clean import remove_small_components
+from .confidence import confidence_map, local_resolution
 from .errors import InputError
 from .io import MapGrid, check_output_path, read_map, write_map
 from .models import LoadedModel, find_model, load_model
 from .normalize import NoiseStats, estimate_noise_stats, normalize, normalize_with_mask
+from .protect import apply_protect_mask, zone_mask_from_model
 from .resample import resample_to_shape, shape_for_voxel_size
 from .tiling import TILINGS, TilingPlan, count_cubes, predict_tiled, signal_envelope
 
@@ -39,6 +41,8 @@ class EnhanceOptions:
     batch_size: int = 8                       # -b
     tiling: str = "fast"                      # --tiling fast|original
     progress: bool = True                     # tqdm bar on stderr
+    preserve_halves: bool = False             # --preserveHalves: process the halves independently
+    local_resolution: bool = False            # --localResolution: windowed FSC of the input halves
 
 
 @dataclass
@@ -51,6 +55,10 @@ class EnhanceResult:
     cubes_evaluated: int
     cubes_total: int
     seconds: float
+    half1: np.ndarray | None = None           # processed halves (preserve_halves)
+    half2: np.ndarray | None = None
+    confidence: np.ndarray | None = None      # 0..1 agreement of the processed halves (preserve_halves)
+    local_resolution: np.ndarray | None = None  # Angstrom, from the input halves (local_resolution)
 
 
 def _check_options(options: EnhanceOptions, masked: bool) -> None:
@@ -80,21 +88,31 @@ def _progress_bar(total: int, enabled: bool):
     return bar, update
 
 
+def _noise_stats(volumes: list[np.ndarray], options: EnhanceOptions, voxel: float) -> NoiseStats:
+    """Given statistics, or the automatic estimate (averaged over the volumes so every one is scaled alike)."""
+    if options.noise_stats is not None:
+        return NoiseStats(float(options.noise_stats[0]), float(options.noise_stats[1]), method="given")
+    estimates = [estimate_noise_stats(v, voxel_size=voxel) for v in volumes]
+    return NoiseStats(float(np.mean([e.mean for e in estimates])), float(np.mean([e.std for e in estimates])),
+                      n_voxels=sum(e.n_voxels for e in estimates), method="auto")
+
+
 def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
-            half2: np.ndarray | None = None, mask: np.ndarray | None = None,
+            half2: np.ndarray | None = None, mask: np.ndarray | None = None, protect: np.ndarray | None = None,
             options: EnhanceOptions | None = None, model: LoadedModel | None = None) -> EnhanceResult:
     """Post-process a map given as an array.
 
     Args:
         data: the map (or half map 1), ``(z, y, x)``.
         voxel_size: Angstrom per voxel, one number or ``(x, y, z)``.
-        half2: half map 2; the two halves are averaged.
+        half2: half map 2; the two halves are averaged (or processed one by one with ``preserve_halves``).
         mask: binary mask on the same grid (mask normalisation and the masked model).
+        protect: soft mask (0..1) on the same grid where input density is kept (ligands, lipids, glycans).
         options: processing options.
         model: an already loaded model (otherwise resolved from ``options``).
 
     Returns:
-        :class:`EnhanceResult` whose ``data`` has exactly the input's shape.
+        :class:`EnhanceResult` whose maps have exactly the input's shape.
     """
     options = options or EnhanceOptions()
     _check_options(options, mask is not None)
@@ -102,11 +120,14 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3:
         raise InputError(f"a 3D map is needed, got an array of shape {data.shape}.")
-    if half2 is not None:
-        if half2.shape != data.shape:
-            raise InputError(f"the half maps have different shapes {data.shape} and {half2.shape}; they must come "
-                             f"from the same refinement.")
-        data = 0.5 * (data + np.asarray(half2, dtype=np.float32))
+    if half2 is not None and half2.shape != data.shape:
+        raise InputError(f"the half maps have different shapes {data.shape} and {half2.shape}; they must come from "
+                         f"the same refinement.")
+    if (options.preserve_halves or options.local_resolution) and half2 is None:
+        raise InputError("--preserveHalves and --localResolution need the two half maps (-i half1 -i2 half2).")
+    if protect is not None and protect.shape != data.shape:
+        raise InputError(f"the protect mask has shape {protect.shape} but the map has {data.shape} (z, y, x); it "
+                         f"must be on the map's grid.")
     voxel_xyz = np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))
     if np.any(voxel_xyz <= 0) or not np.all(np.isfinite(voxel_xyz)):
         raise InputError(f"the voxel size must be positive, got {tuple(voxel_xyz)}; give it with -s/--samplingRate.")
@@ -114,60 +135,96 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         kind = "masked" if mask is not None else options.processing_type
         model = load_model(find_model(kind, options.model_path))
     meta = model.metadata
-
-    # normalise on the input grid, as the original does
-    stats = None
-    if mask is not None:
-        normalised = normalize_with_mask(data, mask)
-    else:
-        if options.noise_stats is not None:
-            stats = NoiseStats(float(options.noise_stats[0]), float(options.noise_stats[1]), method="given")
-        else:
-            stats = estimate_noise_stats(data, voxel_size=float(voxel_xyz.mean()))
-        normalised = normalize(data, stats)
-
-    # resample to the model's voxel size (per axis, so anisotropic voxels work)
     work_shape = shape_for_voxel_size(data.shape, voxel_xyz[::-1], meta.voxel_size)
     if min(work_shape) < 8:
         raise InputError(f"the map is only {work_shape} voxels at {meta.voxel_size} A/voxel; it is too small to "
                          f"process (check the voxel size, -s).")
-    work = resample_to_shape(normalised, work_shape)
-    work_mask = None
+    halves = [data, np.asarray(half2, dtype=np.float32)] if half2 is not None else [data]
+    volumes = halves if options.preserve_halves else [sum(halves) / len(halves)]
+
+    # normalise on the input grid, as the original does (one normalisation for every volume processed)
+    stats = None
     if mask is not None:
-        work_mask = resample_to_shape(mask.astype(np.float32), work_shape) > 0.5
+        normalised = [normalize_with_mask(v, mask) for v in volumes]
+    else:
+        stats = _noise_stats(volumes, options, float(voxel_xyz.mean()))
+        normalised = [normalize(v, stats) for v in volumes]
+
     plan = TilingPlan.for_mode(options.tiling, cube=meta.cube_size,
                                stride=meta.stride if options.tiling == "original" else None)
-    if plan.skip_empty:
-        envelope = signal_envelope(work)
-        work_mask = envelope if work_mask is None else (work_mask | envelope)
-    total = count_cubes(work.shape, plan)
-    bar, progress = _progress_bar(total, options.progress)
-    evaluated = [0]
+    work_mask = resample_to_shape(mask.astype(np.float32), work_shape) > 0.5 if mask is not None else None
+    total = count_cubes(work_shape, plan)
+    bar, progress = _progress_bar(total * len(normalised), options.progress)
+    evaluated = [0, 0]
 
     def counting_progress(done: int) -> None:
-        evaluated[0] = done
+        evaluated[1] = done
         if progress:
-            progress(done)
+            progress(evaluated[0] + done)
+
+    predictions = []
     try:
-        predicted = predict_tiled(work, model.predict, plan, batch_size=options.batch_size, mask=work_mask,
-                                  progress=counting_progress)
+        for volume in normalised:
+            # resample to the model's voxel size (per axis, so anisotropic voxels work), tile, predict, blend
+            work = resample_to_shape(volume, work_shape)
+            cube_mask = work_mask
+            if plan.skip_empty:
+                envelope = signal_envelope(work)
+                cube_mask = envelope if cube_mask is None else (cube_mask | envelope)
+            predicted = predict_tiled(work, model.predict, plan, batch_size=options.batch_size, mask=cube_mask,
+                                      progress=counting_progress)
+            evaluated[0] += evaluated[1]
+            if options.cleaning_strength is not None and options.cleaning_strength > 0:
+                predicted = remove_small_components(predicted, options.cleaning_strength)
+            predictions.append(predicted)
     finally:
         if bar is not None:
             bar.close()
-    if options.cleaning_strength is not None and options.cleaning_strength > 0:
-        predicted = remove_small_components(predicted, options.cleaning_strength)
-    out = resample_to_shape(predicted, data.shape)
-    return EnhanceResult(data=out, noise_stats=stats, model_path=model.path, cubes_evaluated=evaluated[0],
-                         cubes_total=total, seconds=time.perf_counter() - start)
+
+    def back(work_map: np.ndarray, original: np.ndarray) -> np.ndarray:
+        out = resample_to_shape(work_map, data.shape)
+        return apply_protect_mask(out, original, protect) if protect is not None else out
+
+    result = EnhanceResult(data=np.empty(0), noise_stats=stats, model_path=model.path,
+                           cubes_evaluated=evaluated[0], cubes_total=total * len(normalised), seconds=0.0)
+    if options.preserve_halves:
+        result.half1 = back(predictions[0], normalised[0])
+        result.half2 = back(predictions[1], normalised[1])
+        result.data = 0.5 * (result.half1 + result.half2)
+        confidence = confidence_map(predictions[0], predictions[1], voxel_size=meta.voxel_size)
+        result.confidence = np.clip(resample_to_shape(confidence, data.shape), 0.0, 1.0)
+    else:
+        result.data = back(predictions[0], normalised[0])
+    if options.local_resolution:
+        result.local_resolution = local_resolution(halves[0], halves[1], voxel_size=float(voxel_xyz.mean()))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def extra_output_paths(output_path: str, options: EnhanceOptions) -> dict[str, str]:
+    """Files written beside the main output: ``<stem>_half1/_half2/_confidence/_locres.<ext>`` as requested."""
+    stem, ext = os.path.splitext(output_path)
+    names = []
+    if options.preserve_halves:
+        names += ["half1", "half2", "confidence"]
+    if options.local_resolution:
+        names.append("locres")
+    return {name: f"{stem}_{name}{ext}" for name in names}
 
 
 def enhance_file(input_path: str, output_path: str, *, half2: str | None = None, mask_path: str | None = None,
                  sampling: float | None = None, options: EnhanceOptions | None = None,
-                 overwrite: bool = False) -> EnhanceResult:
-    """Post-process an MRC file (or two half maps) and write the result on exactly the input's grid."""
+                 protect_mask_path: str | None = None, protect_model_path: str | None = None,
+                 protect_radius: float = 3.0, overwrite: bool = False) -> EnhanceResult:
+    """Post-process an MRC file (or two half maps) and write the result on exactly the input's grid.
+
+    With ``preserve_halves`` / ``local_resolution`` the extra maps of :func:`extra_output_paths` are written too.
+    """
     options = options or EnhanceOptions()
-    inputs = tuple(p for p in (input_path, half2, mask_path) if p)
-    check_output_path(output_path, overwrite=overwrite, inputs=inputs)
+    inputs = tuple(p for p in (input_path, half2, mask_path, protect_mask_path, protect_model_path) if p)
+    extras = extra_output_paths(output_path, options)
+    for path in [output_path, *extras.values()]:
+        check_output_path(path, overwrite=overwrite, inputs=inputs)
     _check_options(options, mask_path is not None)
     data, grid = read_map(input_path)
     data2 = None
@@ -179,12 +236,7 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
         if sampling is None and not np.allclose(grid.voxel_size, grid2.voxel_size, rtol=1e-3):
             raise InputError(f"half maps have different voxel sizes {grid.voxel_size} and {grid2.voxel_size} A; "
                              f"give the two half maps of the same refinement (or force one with -s).")
-    mask = None
-    if mask_path:
-        mask, _ = read_map(mask_path)
-        if mask.shape != data.shape:
-            raise InputError(f"mask {mask_path} has shape {mask.shape} but the map has {data.shape} (z, y, x); the "
-                             f"mask must be on the map's grid.")
+    mask = _read_on_grid(mask_path, data.shape, "mask") if mask_path else None
     if sampling is not None:
         if sampling <= 0:
             raise InputError(f"-s/--samplingRate must be positive, got {sampling}.")
@@ -194,7 +246,24 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
                          f"orthogonal. Re-grid it first (e.g. ChimeraX 'volume resample').")
     if min(grid.voxel_size) <= 0:
         raise InputError(f"{input_path} has no voxel size in its header; give it with -s/--samplingRate.")
-    result = enhance(data, grid.voxel_size, half2=data2, mask=mask, options=options)
-    write_map(output_path, result.data, grid, overwrite=overwrite, inputs=inputs,
-              label=f"deepemhancer {__version__} {os.path.basename(result.model_path)}")
+    protect = _read_on_grid(protect_mask_path, data.shape, "protect mask") if protect_mask_path else None
+    if protect_model_path:
+        zone = zone_mask_from_model(protect_model_path, grid.shape, grid.voxel_size, grid.origin,
+                                    radius=protect_radius)
+        protect = zone if protect is None else np.maximum(protect, zone)
+    result = enhance(data, grid.voxel_size, half2=data2, mask=mask, protect=protect, options=options)
+    label = f"deepemhancer {__version__} {os.path.basename(result.model_path)}"
+    for name, path in extras.items():
+        extra = {"half1": result.half1, "half2": result.half2, "confidence": result.confidence,
+                 "locres": result.local_resolution}[name]
+        write_map(path, extra, grid, overwrite=overwrite, inputs=inputs, label=f"{label} {name}")
+    write_map(output_path, result.data, grid, overwrite=overwrite, inputs=inputs, label=label)
     return result
+
+
+def _read_on_grid(path: str, shape: tuple[int, ...], what: str) -> np.ndarray:
+    volume, _ = read_map(path)
+    if volume.shape != shape:
+        raise InputError(f"{what} {path} has shape {volume.shape} but the map has {shape} (z, y, x); the {what} "
+                         f"must be on the map's grid.")
+    return volume

@@ -1,12 +1,14 @@
 """deepemhancer: deep-learning post-processing of cryo-EM maps (masking + local sharpening in one step).
 
-Flag-compatible with DeepEMhancer 0.17 (same names, meanings and defaults), plus --tiling, --overwrite, --quiet and
---backend. The output lies exactly on the input's grid (shape, voxel size, origin).
+Flag-compatible with DeepEMhancer 0.17 (same names, meanings and defaults), plus --tiling, --overwrite, --quiet,
+--backend, and what the original lacks: --preserveHalves (processed halves + a confidence map), --localResolution,
+--protectMask / --protectModel (keep ligands, lipids, glycans). The output lies exactly on the input's grid (shape, voxel size, origin).
 
 Examples:
   deepemhancer -i half1.mrc -i2 half2.mrc -o post.mrc
   deepemhancer -i map.mrc -o post.mrc -p wideTarget --noiseStats 0.001 0.02
   deepemhancer -i map.mrc -o post.mrc -m mask.mrc -g -1 -b 4
+  deepemhancer -i half1.mrc -i2 half2.mrc -o post.mrc --preserveHalves --localResolution --protectModel fit.cif
 
 Exit codes: 0 success, 2 bad input (the message says what to fix), 1 internal error.
 """
@@ -49,6 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--cleaningStrengh", type=float, default=-1,
                        help="remove blobs smaller than this fraction of the foreground (0-1); -1 = off. "
                             "Default: %(default)s")
+    beyond = parser.add_argument_group("beyond the original")
+    beyond.add_argument("--preserveHalves", action="store_true",
+                        help="process the two half maps independently (needs -i2); also writes <output>_half1, "
+                             "<output>_half2 (for FSC / local resolution after processing) and <output>_confidence "
+                             "(0..1: local agreement of the processed halves); the output is their average")
+    beyond.add_argument("--localResolution", action="store_true",
+                        help="also write <output>_locres: local resolution (A) of the input half maps by windowed "
+                             "FSC (needs -i2)")
+    beyond.add_argument("--protectMask", metavar="MASK",
+                        help="soft mask (0..1, on the map's grid) where input density is kept, e.g. ligands, lipids, "
+                             "glycans that the model would suppress")
+    beyond.add_argument("--protectModel", metavar="PDB_OR_CIF",
+                        help="keep input density within --protectRadius of the ligand atoms (non-polymer, non-water) "
+                             "of this fitted model")
+    beyond.add_argument("--protectRadius", type=float, default=3.0,
+                        help="radius in A around protected atoms. Default: %(default)s")
     compute = parser.add_argument_group("computation")
     compute.add_argument("-g", "--gpuIds", default="0",
                          help="GPU ids, comma separated; -1 = CPU; all = every GPU of the job. Default: %(default)s "
@@ -89,6 +107,10 @@ def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error(f"-b/--batch_size must be at least 1, got {args.batch_size}")
     if args.samplingRate is not None and args.samplingRate <= 0:
         parser.error(f"-s/--samplingRate must be positive, got {args.samplingRate}")
+    if (args.preserveHalves or args.localResolution) and not args.halfMap2:
+        parser.error("--preserveHalves and --localResolution need the two half maps (-i half1 -i2 half2)")
+    if args.protectRadius <= 0:
+        parser.error(f"--protectRadius must be positive, got {args.protectRadius}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,9 +126,12 @@ def run(args: argparse.Namespace) -> int:
         processing_type=args.processingType, model_path=args.deepLearningModelPath,
         noise_stats=tuple(args.noiseStats) if args.noiseStats else None,
         cleaning_strength=args.cleaningStrengh if args.cleaningStrengh and args.cleaningStrengh > 0 else None,
-        batch_size=args.batch_size * max(1, n_gpus), tiling=args.tiling, progress=not args.quiet)
+        batch_size=args.batch_size * max(1, n_gpus), tiling=args.tiling, progress=not args.quiet,
+        preserve_halves=args.preserveHalves, local_resolution=args.localResolution)
     result = enhance_file(args.inputMap, args.outputMap, half2=args.halfMap2, mask_path=args.binaryMask,
-                          sampling=args.samplingRate, options=options, overwrite=args.overwrite)
+                          sampling=args.samplingRate, options=options, protect_mask_path=args.protectMask,
+                          protect_model_path=args.protectModel, protect_radius=args.protectRadius,
+                          overwrite=args.overwrite)
     if not args.quiet:
         stats = result.noise_stats
         noise = f"noise mean {stats.mean:.5g} SD {stats.std:.5g} ({stats.method})" if stats else "mask normalisation"

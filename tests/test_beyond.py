@@ -1,0 +1,102 @@
+"""Beyond the original: confidence map, half-map-preserving output, protect mask, local resolution."""
+
+import os
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from deepemhancer.cli import main
+from deepemhancer.confidence import confidence_map, local_resolution
+from deepemhancer.errors import InputError
+from deepemhancer.io import MapGrid, read_map, write_map
+from deepemhancer.protect import apply_protect_mask, zone_mask
+from conftest import data_path
+
+
+def _blob(shape, centre, sigma):
+    idx = np.indices(shape).astype(np.float32)
+    r2 = sum((i - c) ** 2 for i, c in zip(idx, centre))
+    return np.exp(-r2 / (2 * sigma ** 2)).astype(np.float32)
+
+
+def test_confidence_is_high_where_processed_halves_agree_and_low_where_they_do_not():
+    rng = np.random.default_rng(0)
+    shape = (64, 64, 64)
+    signal = _blob(shape, (20, 32, 32), 5)
+    h1 = signal + 0.02 * rng.standard_normal(shape)
+    h2 = signal + 0.02 * rng.standard_normal(shape)
+    # a "hallucinated" feature: strong, but different in the two halves
+    h1 += 0.8 * ndimage.gaussian_filter(rng.standard_normal(shape), 2) * _blob(shape, (46, 32, 32), 5) * 10
+    h2 += 0.8 * ndimage.gaussian_filter(rng.standard_normal(shape), 2) * _blob(shape, (46, 32, 32), 5) * 10
+    conf = confidence_map(h1.astype(np.float32), h2.astype(np.float32))
+    assert conf.shape == shape and conf.dtype == np.float32
+    assert conf.min() >= 0 and conf.max() <= 1
+    assert conf[20, 32, 32] > 0.9
+    assert conf[46, 32, 32] < 0.5
+    assert conf[2, 2, 2] > 0.9  # nearly empty solvent in both halves: a confident "nothing"
+
+
+def test_local_resolution_separates_sharp_and_blurred_regions():
+    rng = np.random.default_rng(1)
+    shape = (48, 48, 80)
+    texture = rng.standard_normal(shape).astype(np.float32)
+    sharp = ndimage.gaussian_filter(texture, 0.6)
+    blurred = ndimage.gaussian_filter(texture, 2.5) * (sharp.std() / ndimage.gaussian_filter(texture, 2.5).std())
+    signal = np.concatenate([sharp[..., :40], blurred[..., 40:]], axis=-1)
+    noise = 0.5 * sharp.std()
+    h1 = signal + noise * rng.standard_normal(shape).astype(np.float32)
+    h2 = signal + noise * rng.standard_normal(shape).astype(np.float32)
+    res = local_resolution(h1, h2, voxel_size=1.0, window_angstrom=16, step_angstrom=8)
+    assert res.shape == shape and np.all(res > 0)
+    assert np.median(res[8:40, 8:40, 8:28]) + 0.5 < np.median(res[8:40, 8:40, 52:72])
+
+
+def test_protect_mask_restores_suppressed_density_at_the_output_scale():
+    shape = (48, 48, 48)
+    protein = _blob(shape, (24, 24, 16), 4)
+    ligand = 0.5 * _blob(shape, (24, 24, 34), 2)
+    original = 10 * (protein + ligand)          # normalised input: ten times the output's scale
+    output = protein.copy()                     # the network kept the protein and removed the ligand
+    protect = np.clip(3 - np.sqrt(((np.indices(shape) - np.array([24, 24, 34])[:, None, None, None]) ** 2).sum(0))
+                      / 2, 0, 1)
+    out = apply_protect_mask(output, original, protect, lowpass_voxels=0)
+    assert out[24, 24, 34] == pytest.approx(0.5, rel=0.15)   # the ligand is back, at the protein's scale
+    np.testing.assert_array_equal(out[protect == 0], output[protect == 0])
+    with pytest.raises(InputError, match="protect mask"):
+        apply_protect_mask(output, original, protect[:-1])
+
+
+def test_zone_mask_around_atoms():
+    grid = MapGrid((40, 40, 40), (1.0, 1.0, 1.0), origin=(100.0, 50.0, 0.0))
+    mask = zone_mask(grid.shape, grid.voxel_size, grid.origin, np.array([[110.0, 60.0, 20.0]]), radius=3.0)
+    assert mask[20, 10, 10] == 1.0 and mask[20, 10, 16] == 0.0   # (z, y, x) = (20, 10, 10) is the atom
+    with pytest.raises(InputError, match="inside the map box"):
+        zone_mask(grid.shape, grid.voxel_size, grid.origin, np.array([[0.0, 0.0, 0.0]]))
+
+
+def test_command_writes_processed_halves_confidence_and_local_resolution(tmp_path, small_models_dir):
+    data, grid = read_map(data_path("emd_21457_seg.mrc"))
+    rng = np.random.default_rng(2)
+    h1 = write_map(tmp_path / "h1.mrc", data + 0.2 * rng.standard_normal(data.shape), grid)
+    h2 = write_map(tmp_path / "h2.mrc", data + 0.2 * rng.standard_normal(data.shape), grid)
+    protect = write_map(tmp_path / "protect.mrc", (data > 1.0).astype(np.float32), grid)
+    out = str(tmp_path / "post.mrc")
+    assert main(["-i", h1, "-i2", h2, "-o", out, "--deepLearningModelPath", small_models_dir, "--preserveHalves",
+                 "--localResolution", "--protectMask", protect, "--quiet"]) == 0
+    maps = {name: read_map(str(tmp_path / f"post{suffix}.mrc"))
+            for name, suffix in [("avg", ""), ("half1", "_half1"), ("half2", "_half2"), ("conf", "_confidence"),
+                                 ("locres", "_locres")]}
+    for name, (volume, g) in maps.items():
+        assert g.shape == grid.shape and g.origin == pytest.approx(grid.origin), name
+        assert g.voxel_size == pytest.approx(grid.voxel_size) and np.all(np.isfinite(volume)), name
+    np.testing.assert_allclose(maps["avg"][0], 0.5 * (maps["half1"][0] + maps["half2"][0]), atol=1e-5)
+    assert maps["conf"][0].min() >= 0 and maps["conf"][0].max() <= 1
+    assert maps["locres"][0].min() >= 2 * 1.05 - 1e-3
+
+
+def test_half_map_features_need_two_halves(tmp_path, small_models_dir, capsys):
+    out = str(tmp_path / "o.mrc")
+    assert main(["-i", data_path("emd_3488.mrc"), "-o", out, "--preserveHalves"]) == 2
+    assert "need the two half maps" in capsys.readouterr().err
+    assert not os.path.exists(out)
