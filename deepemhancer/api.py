@@ -43,6 +43,7 @@ class EnhanceOptions:
     progress: bool = True                     # tqdm bar on stderr
     preserve_halves: bool = False             # --preserveHalves: process the halves independently
     local_resolution: bool = False            # --localResolution: windowed FSC of the input halves
+    gpus: int = 1                             # GPUs to split batches over (from -g)
 
 
 @dataclass
@@ -133,7 +134,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         raise InputError(f"the voxel size must be positive, got {tuple(voxel_xyz)}; give it with -s/--samplingRate.")
     if model is None:
         kind = "masked" if mask is not None else options.processing_type
-        model = load_model(find_model(kind, options.model_path))
+        model = load_model(find_model(kind, options.model_path), gpus=options.gpus)
     meta = model.metadata
     work_shape = shape_for_voxel_size(data.shape, voxel_xyz[::-1], meta.voxel_size)
     if min(work_shape) < 8:

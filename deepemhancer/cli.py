@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         noise_stats=tuple(args.noiseStats) if args.noiseStats else None,
         cleaning_strength=args.cleaningStrengh if args.cleaningStrengh and args.cleaningStrengh > 0 else None,
         batch_size=args.batch_size * max(1, n_gpus), tiling=args.tiling, progress=not args.quiet,
-        preserve_halves=args.preserveHalves, local_resolution=args.localResolution)
+        preserve_halves=args.preserveHalves, local_resolution=args.localResolution, gpus=max(1, n_gpus))
     result = enhance_file(args.inputMap, args.outputMap, half2=args.halfMap2, mask_path=args.binaryMask,
                           sampling=args.samplingRate, options=options, protect_mask_path=args.protectMask,
                           protect_model_path=args.protectModel, protect_radius=args.protectRadius,

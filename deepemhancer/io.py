@@ -94,8 +94,9 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, MapGrid]:
             warnings.simplefilter("ignore")
             with mrcfile.open(path, mode="r", permissive=True) as mrc:
                 if mrc.data is None:
-                    raise InputError(f"{path}: the file is shorter than its header says (truncated download or "
-                                     f"copy?), or it is not an MRC map. Copy it again and retry.")
+                    raise InputError(f"{path} is not a complete MRC map: it is shorter than its header says "
+                                     f"(truncated download or copy?) or in another format. Copy it again, or "
+                                     f"convert it to MRC.")
                 header = mrc.header
                 raw = np.asarray(mrc.data)
                 voxel = mrc.voxel_size

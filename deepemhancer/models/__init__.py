@@ -69,10 +69,13 @@ class LoadedModel:
     model: object
     metadata: ModelMetadata
     path: str
+    replicas: int = 1
 
     def predict(self, batch):
         """Network output for a float32 batch ``(b, c, c, c, 1)``, as a numpy array."""
         import numpy as np
+        if self.replicas > 1:  # built under a MirroredStrategy: predict() splits the batch over the GPUs
+            return np.asarray(self.model.predict(batch, batch_size=len(batch), verbose=0))
         return np.asarray(self.model.predict_on_batch(batch))
 
 
@@ -129,8 +132,19 @@ def find_model(kind: str = "tightTarget", model_path: str | None = None) -> str:
     raise ModelNotFoundError(f"no {kind} model found in {', '.join(dirs)}. {INSTALL_HINT}")
 
 
-def load_model(path: str) -> LoadedModel:
-    """Load a model from our ``.json`` metadata file (weights beside it) or an official ``.hd5`` checkpoint."""
+def load_model(path: str, gpus: int = 1) -> LoadedModel:
+    """Load a model from our ``.json`` metadata file (weights beside it) or an official ``.hd5`` checkpoint.
+
+    With ``gpus > 1`` on the TensorFlow backend the model is built under ``tf.distribute.MirroredStrategy`` so each
+    batch is split over the GPUs (other backends use one device).
+    """
+    import keras
+    if gpus > 1 and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        with tf.distribute.MirroredStrategy().scope():
+            loaded = load_model(path, gpus=1)
+        loaded.replicas = gpus
+        return loaded
     if path.endswith((".hd5", ".h5")) and not path.endswith(".weights.h5"):
         from .legacy import load_legacy_hdf5
         return load_legacy_hdf5(path)
