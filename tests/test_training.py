@@ -139,6 +139,11 @@ def test_fit_writes_csv_checkpoint_and_resumes(prepared, tmp_path):
     assert meta.training["epochs"] == 3 and meta.training["steps"] == 6
     out = loaded.predict(np.zeros((1, 16, 16, 16, 1), np.float32))
     assert out.shape == (1, 16, 16, 16, 1)
+    table = tmp_path / "val.csv"
+    assert main(["evaluate", "--pairs", str(prepared), "--model", str(run / "final"), "--split", "val",
+                 "--csv", str(table)]) == 0
+    (row,) = _rows(table)
+    assert -1 <= float(row["cc_output"]) <= 1 and 0.3 < float(row["cc_input"]) < 1
 
 
 def test_fit_refuses_to_resume_with_other_settings(prepared, tmp_path):

@@ -403,11 +403,10 @@ def load_for_eval(path: str, kind: str):
 def evaluate(pairs: str, model_path: str, *, kind: str = "tightTarget", split: str = "test",
              csv_path: str | None = None, tiling: str = "fast") -> list[dict]:
     """Per pair: CC with the target of the input and of the tiled prediction (whole box and inside the mask)."""
-    from ..tiling import TilingPlan, predict_tiled
+    from ..tiling import TilingPlan, predict_tiled, signal_envelope
     model, meta = load_for_eval(model_path, kind)
     cube = int(meta["cube_size"])
     plan = TilingPlan.for_mode(tiling, cube=cube, stride=cube // 2 if tiling == "fast" else int(meta["stride"]))
-    plan = TilingPlan(cube=plan.cube, stride=plan.stride, mode=plan.mode, skip_empty=False)
     index = prep.load_index(pairs)
     rows = []
     for e in index["pairs"]:
@@ -421,7 +420,8 @@ def evaluate(pairs: str, model_path: str, *, kind: str = "tightTarget", split: s
                 raw = x * np.float32(10 * z["noise_std"]) + np.float32(z["noise_mean"])
                 x = norm.normalize_with_mask(raw, (z["mask_wide"] > 0.5).astype(np.float32))
         t0 = time.time()
-        pred = predict_tiled(x, lambda b: np.asarray(model.predict_on_batch(b)), plan, batch_size=4)
+        envelope = signal_envelope(x) if plan.skip_empty else None  # as `deepemhancer` does in fast tiling
+        pred = predict_tiled(x, lambda b: np.asarray(model.predict_on_batch(b)), plan, batch_size=4, mask=envelope)
         rows.append({"name": e["name"], "fsc_resolution": e.get("fsc_resolution"), "shape": "x".join(map(str, x.shape)),
                      "cc_input": round(pearson(x, y), 4), "cc_output": round(pearson(pred, y), 4),
                      "cc_input_mask": round(pearson(x[m], y[m]), 4), "cc_output_mask": round(pearson(pred[m], y[m]), 4),
