@@ -125,7 +125,8 @@ class TestDeepEMhancerInstall(BaseTest):
             models = Plugin.getModelsInstallCommands()
         self.checkCommon(commands, [FLAG_ENV, FLAG_DEPS, FLAG_ENGINE])
         create, deps, engine = (c for c, _ in commands)
-        self.assertEqual(create, "%s&& conda create -y -n %s python=3.11 && touch %s" % (CONDA_INIT, ENV_NAME, FLAG_ENV))
+        self.assertEqual(create,
+                         "%s&& conda create -y -n %s python=3.11 && touch %s" % (CONDA_INIT, ENV_NAME, FLAG_ENV))
         self.assertTrue(deps.startswith("%s&& conda activate %s && python -m pip install " % (CONDA_INIT, ENV_NAME)))
         self.assertIn("torch==2.13.0", deps)
         self.assertIn("conda activate %s && " % ENV_NAME, engine)
