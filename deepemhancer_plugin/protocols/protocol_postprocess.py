@@ -142,8 +142,8 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             self.info("Output %s is newer than its inputs and was made with the same arguments: kept." % output)
             return
         pwutils.cleanPath(output, self._getArgsRecord())
-        self.runJob(Plugin.getProgram(), "%s -g %s" % (engineArgs, self._getGpuFlag()),
-                    env=Plugin.getEnviron(), cwd=self._getExtraPath(), numberOfMpi=1)
+        program, args = self._getEngineCommand(engineArgs)
+        self.runJob(program, args, env=Plugin.getEnviron(), cwd=self._getExtraPath(), numberOfMpi=1)
         if not os.path.exists(output):
             raise RuntimeError("DeepEMhancer finished without writing %s; see the run log." % output)
         with open(self._getArgsRecord(), "w") as f:
@@ -301,11 +301,16 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         args += ["-b", "%d" % self.batchSize.get(), "--tiling", TILING_CHOICES[self.tiling.get()], "--overwrite"]
         return " ".join(_quote(a) for a in args)
 
-    def _getGpuFlag(self):
-        """`%(GPU)s` lets the executor (local or queue) put in the GPUs assigned to the step; -1 means CPU."""
+    def _getEngineCommand(self, engineArgs):
+        """(program, arguments) for runJob, with the GPUs of the step or the CPU.
+
+        With a GPU the executor (local or queue) replaces `%(GPU)s` by the GPUs assigned to the step; in the program
+        it joins several with commas, which CUDA_VISIBLE_DEVICES needs, and the engine then uses all it sees.
+        Without a GPU on the host that runs the step the engine gets -g -1 (CPU).
+        """
         if self.usesGpu() and _machineHasGpu():
-            return "%(GPU)s"
-        return "-1"
+            return "export CUDA_VISIBLE_DEVICES=%%(GPU)s && %s" % Plugin.getProgram(), engineArgs + " -g all"
+        return Plugin.getProgram(), engineArgs + " -g -1"
 
     def _isOutputUpToDate(self, engineArgs):
         """True only when the output is complete, newer than every input and made with the same arguments.

@@ -234,6 +234,29 @@ class TestDeepEMhancerValidation(BaseTest, ImportMixin):
                             customMaskedModel=True)
         self.assertTrue(any("mask box" in e for e in wrong), wrong)
 
+    def test_gpu_and_cpu_command(self):
+        """GPUs given by the executor (also on a queue) reach the engine; without a GPU it runs on the CPU."""
+        from pyworkflow.utils.process import buildRunCommand
+        from ..protocols import protocol_postprocess
+        prot = self.newProtocol(DeepEMhancerProtPostProcess, inputVolume=self.volume, modelType=MODEL_CUSTOM,
+                                customModelFile=self.model)
+        args = prot._getEngineArgs()
+        saved = protocol_postprocess._machineHasGpu
+        try:
+            protocol_postprocess._machineHasGpu = lambda: True
+            program, gpuArgs = prot._getEngineCommand(args)
+            command = buildRunCommand(program, gpuArgs, 1, gpuList=[0, 2])
+            self.assertIn("export CUDA_VISIBLE_DEVICES=0,2 && %s" % Plugin.getProgram(), command)
+            self.assertTrue(command.rstrip().endswith(" -g all"), command)
+            self.assertIn("export CUDA_VISIBLE_DEVICES=1 &&", buildRunCommand(program, gpuArgs, 1, gpuList=[1]))
+            prot.useGpu.set(False)
+            self.assertEqual(prot._getEngineCommand(args), (Plugin.getProgram(), args + " -g -1"))
+            protocol_postprocess._machineHasGpu = lambda: False
+            prot.useGpu.set(True)
+            self.assertEqual(prot._getEngineCommand(args), (Plugin.getProgram(), args + " -g -1"))
+        finally:
+            protocol_postprocess._machineHasGpu = saved
+
     def test_missing_model_file(self):
         errors = self.errors(inputVolume=self.volume, customModelFile="/nonexistent/deepemhancer_x.json")
         self.assertTrue(any("does not exist" in e for e in errors), errors)
