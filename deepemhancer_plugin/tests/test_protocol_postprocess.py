@@ -20,8 +20,8 @@ from pyworkflow.object import RELATION_TRANSFORM
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from .. import Plugin
-from ..constants import (INPUT_ATTACHED_HALVES, INPUT_SEPARATE_HALVES, INPUT_VOLUME, MODEL_CUSTOM, NORM_MASK,
-                         NORM_STATS, TILING_ORIGINAL)
+from ..constants import (INPUT_ATTACHED_HALVES, INPUT_SEPARATE_HALVES, INPUT_VOLUME, MODEL_CUSTOM, MODEL_WIDE,
+                         NORM_MASK, NORM_STATS, TILING_ORIGINAL)
 from ..protocols import DeepEMhancerProtPostProcess, outputs
 from . import (BOX, HALF1, HALF2, MAP, MASK, ORIGIN, SAMPLING, ImportMixin, makeTinyModel, readMap, runInEngineEnv,
                shippedModel)
@@ -99,6 +99,28 @@ class TestDeepEMhancerPostProcess(BaseTest, ImportMixin):
                 return float(x[~molecule].std() / x[molecule].std())
             print("solvent/molecule SD: input %.3f, output %.3f" % (solventRatio(inputData), solventRatio(data)))
             self.assertLess(solventRatio(data), solventRatio(inputData))
+
+    def test_installed_models_folder(self):
+        """-p <kind> with the models folder of the plugin (DEEPEMHANCER_MODELS -> engine DEEPEMHANCER_MODELS_DIR)."""
+        folder = os.path.join(self.proj.path, "installed_models")
+        makeTinyModel(folder, "wideTarget", "noise")
+        saved = os.environ.get("DEEPEMHANCER_MODELS"), Plugin._vars["DEEPEMHANCER_MODELS"]
+        os.environ["DEEPEMHANCER_MODELS"] = folder  # the run's subprocess defines the variables again from here
+        Plugin._vars["DEEPEMHANCER_MODELS"] = folder
+        try:
+            prot = self.runDeepEMhancer("map, installed wideTarget", inputType=INPUT_VOLUME,
+                                        inputVolume=self.volume, modelType=MODEL_WIDE)
+        finally:
+            if saved[0] is None:
+                os.environ.pop("DEEPEMHANCER_MODELS")
+            else:
+                os.environ["DEEPEMHANCER_MODELS"] = saved[0]
+            Plugin._vars["DEEPEMHANCER_MODELS"] = saved[1]
+        self.assertIn("-p wideTarget", prot._getEngineArgs())
+        self.assertNotIn("--deepLearningModelPath", prot._getEngineArgs())
+        logs = "".join(open(f).read() for f in prot.getLogPaths()[:2] if os.path.exists(f))
+        self.assertIn("model %s" % os.path.join(folder, "deepemhancer_wideTarget.json"), logs)
+        self.checkOutput(prot, readMap(MAP))
 
     def test_attached_and_separate_halves_agree(self):
         """Attached half maps and the same two half maps given separately give the same map (their average)."""
