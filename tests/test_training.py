@@ -153,3 +153,20 @@ def test_fit_refuses_to_resume_with_other_settings(prepared, tmp_path):
             "--steps-per-epoch", "1", "--val-cubes", "2", "--quiet"]
     assert main(base + ["--filters", "4,8"]) == 0
     assert main(base + ["--filters", "8,16"]) == 2
+
+
+def test_kinds_select_targets_normalisation_and_resolution(prepared):
+    from deepemhancer.training.train import TrainConfig, load_split
+    index = json.loads((prepared / "index.json").read_text())
+    train = [e for e in index["pairs"] if e["split"] == "train"]
+    quiet = lambda *a: None  # noqa: E731
+    tight = load_split([str(prepared)], "train", TrainConfig(kind="tightTarget", cube=16), quiet)
+    wide = load_split([str(prepared)], "train", TrainConfig(kind="wideTarget", cube=16), quiet)
+    assert (wide[0].y > 0).sum() > (tight[0].y > 0).sum()          # the wide mask keeps more density
+    masked = load_split([str(prepared)], "train", TrainConfig(kind="masked", cube=16), quiet)
+    with np.load(prepared / train[0]["file"]) as z:
+        outside = z["mask_wide"] < 0.01
+    assert np.all(masked[0].x[outside] == 0)                       # binary-mask normalisation zeroes the outside
+    cfg = TrainConfig(kind="highRes", cube=16, max_resolution=4.0)
+    if any(e["fsc_resolution"] < 4.0 for e in train):
+        assert all(v.resolution < 4.0 for v in load_split([str(prepared)], "train", cfg, quiet))
