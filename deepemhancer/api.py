@@ -235,7 +235,8 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
             raise InputError(f"half maps {input_path} {data.shape} and {half2} {data2.shape} have different shapes "
                              f"(z, y, x); give the two half maps of the same refinement.")
         if sampling is None and not np.allclose(grid.voxel_size, grid2.voxel_size, rtol=1e-3):
-            raise InputError(f"half maps have different voxel sizes {grid.voxel_size} and {grid2.voxel_size} A; "
+            sizes = [tuple(round(v, 4) for v in g.voxel_size) for g in (grid, grid2)]
+            raise InputError(f"half maps have different voxel sizes {sizes[0]} and {sizes[1]} A; "
                              f"give the two half maps of the same refinement (or force one with -s).")
     mask = _read_on_grid(mask_path, data.shape, "mask") if mask_path else None
     if sampling is not None:

@@ -96,7 +96,8 @@ def _bad_inputs(tmp_path, models):
         g.write(f.read(100_000))
     text = str(tmp_path / "notes.mrc")
     open(text, "w").write("hello\n" * 500)
-    mask_small = write_map(tmp_path / "mask.mrc", np.ones((50, 50, 50), np.float32), MapGrid((50, 50, 50), (1, 1, 1)))
+    sphere = (np.sum((np.indices((50, 50, 50)) - 25) ** 2, axis=0) < 15 ** 2).astype(np.float32)
+    mask_small = write_map(tmp_path / "mask.mrc", sphere, MapGrid((50, 50, 50), (1, 1, 1)))
     no_solvent = np.zeros((60, 60, 60), np.float32)
     no_solvent[15:45, 15:45, 15:45] = 1.0
     masked_map = write_map(tmp_path / "nosolvent.mrc", no_solvent, MapGrid((60, 60, 60), (1, 1, 1)))
@@ -122,7 +123,7 @@ def _bad_inputs(tmp_path, models):
         ("noise SD not positive", ["-i", emd, "-o", out, "--noiseStats", "0", "0"] + m, "must be positive"),
         ("mask and noise stats", ["-i", emd, "-o", out, "-m", mask_small, "--noiseStats", "0", "1"] + m, "exclusive"),
         ("mask with -p", ["-i", emd, "-o", out, "-m", mask_small, "-p", "highRes"] + m, "-p cannot"),
-        ("mask of wrong size", ["-i", emd, "-o", out, "-m", mask_small] + m, "mask"),
+        ("mask of wrong size", ["-i", emd, "-o", out, "-m", mask_small] + m, "must be on the map's grid"),
         ("cleaning >= 1", ["-i", emd, "-o", out, "--cleaningStrengh", "1.5"] + m, "must be < 1"),
         ("batch size 0", ["-i", emd, "-o", out, "-b", "0"] + m, "at least 1"),
         ("negative sampling", ["-i", emd, "-o", out, "-s", "-1"] + m, "must be positive"),
