@@ -140,8 +140,8 @@ def main(argv=None) -> int:
                         orig = run(src, orig_out, "original", args.model, args.backend)
                         a, _ = read_map(orig_out)
                         b, _ = read_map(fast_out)
-                        env = ndimage.binary_dilation(ndimage.gaussian_filter(vol, 2) > 0.3 * vol.max(),
-                                                      iterations=3)
+                        smooth = ndimage.gaussian_filter(vol, 2)
+                        env = ndimage.binary_dilation(smooth > 0.3 * smooth.max(), iterations=3)
                         cc_all, cc_env = cc(a, b), cc(a[env], b[env])
                 rows.append((case, size, orig, orig_total, estimated, fast, fast_cubes, cc_all, cc_env))
                 _print_row(rows[-1])

@@ -57,6 +57,9 @@ def _add_fit(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-parallel", action="store_true",
                    help="replicate over all accelerators with keras.distribution.DataParallel (JAX backend)")
+    p.add_argument("--init-weights", metavar="MODEL", default=None,
+                   help="start a new run from this model's weights (.json or .weights.h5; same architecture): "
+                        "fine-tuning, e.g. wideTarget from tightTarget")
     p.add_argument("--install", metavar="MODELS_DIR", default=None,
                    help="also save the final model as deepemhancer_<kind> into this folder")
     p.add_argument("--quiet", action="store_true")
@@ -99,7 +102,8 @@ def main(argv=None) -> int:
                 kind=args.kind, filters=tuple(int(f) for f in args.filters.split(",")),
                 convs_per_block=args.convs_per_block, cube=args.cube, batch=args.batch, epochs=args.epochs,
                 steps_per_epoch=args.steps_per_epoch, val_cubes=args.val_cubes, lr=args.lr, seed=args.seed,
-                signal_fraction=args.signal_fraction, data_parallel=args.data_parallel)
+                signal_fraction=args.signal_fraction, data_parallel=args.data_parallel,
+                init_weights=args.init_weights)
             train.fit(args.pairs, args.output, cfg, install_dir=args.install, verbose=not args.quiet)
         elif args.command == "evaluate":
             from . import train

@@ -69,6 +69,7 @@ class TrainConfig:
     inference_cube: int | None = None       # cube/stride written to the metadata (default: training cube)
     inference_stride: int | None = None
     data_parallel: bool = False
+    init_weights: str | None = None         # start a new run from another model's weights (fine-tuning)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -296,6 +297,13 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
     if state is None:
         state = {"epoch": 0, "step": 0, "lr": cfg.lr, "best_val": None, "wait": 0, "wall_seconds": 0.0}
         log(f"new run {run}: {model.count_params():,} parameters, kind {cfg.kind}, backend {keras.backend.backend()}")
+        if cfg.init_weights:
+            from ..models import load_model
+            source = load_model(cfg.init_weights).model
+            if [w.shape for w in source.weights] != [w.shape for w in model.weights]:
+                raise InputError(f"--init-weights {cfg.init_weights} has another architecture than this run.")
+            model.set_weights(source.get_weights())
+            log(f"initialised from {cfg.init_weights}")
     else:
         rng.bit_generator.state = state["rng"]
         log(f"resuming {run} at epoch {state['epoch']} (step {state['step']}, lr {state['lr']:g})")
