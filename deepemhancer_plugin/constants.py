@@ -8,6 +8,7 @@
 # **************************************************************************
 """Names shared by the Plugin class, the protocol, the viewer and the tests."""
 
+import hashlib
 import os
 import re
 from importlib import metadata, util
@@ -49,14 +50,17 @@ MODELS_FOLDER = "%s-%s" % (MODELS_PACKAGE, ENGINE_VERSION)
 PYTHON_VERSION = "3.11"                                  # python of a conda env (a venv uses Scipion's python)
 
 # What the managed environment needs to run the engine (the engine's own requirements plus both Keras backends).
-ENGINE_REQUIREMENTS = ["numpy>=1.24", "scipy>=1.10", "mrcfile>=1.4", "keras>=3.5", "h5py>=3.8", "tqdm>=4.60"]
+ENGINE_REQUIREMENTS = ["numpy>=1.24", "scipy>=1.10", "mrcfile>=1.4", "keras>=3.5", "h5py>=3.8", "tqdm>=4.60",
+                       "gemmi>=0.6", "matplotlib>=3.5"]  # --protectModel and deepemhancer-eval (models, report)
 BACKEND_REQUIREMENTS = ["tensorflow-cpu>=2.16", "torch==2.13.0"]
 # Torch measured 2-7x faster than TensorFlow for this network on CPU.
 DEFAULT_KERAS_BACKEND = "torch"
 
 # Flag files, relative to the package folders, that mark finished install commands.
 FLAG_ENV = "env-created.txt"
-FLAG_DEPS = "requirements-installed.txt"
+# The requirements flag names their hash: `scipion installb` installs what a newer plugin adds to them.
+FLAG_DEPS = "requirements-installed-%s.txt" % hashlib.sha1(
+    " ".join(ENGINE_REQUIREMENTS + BACKEND_REQUIREMENTS).encode()).hexdigest()[:8]
 FLAG_ENGINE = "engine-installed.txt"
 FLAG_SHIPPED_MODELS = "shipped-models-installed.txt"
 FLAG_OFFICIAL_MODELS = "official-models-checked.txt"

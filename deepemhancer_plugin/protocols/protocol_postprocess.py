@@ -14,7 +14,7 @@
 """DeepEMhancer post-processing of a map or of two half maps."""
 
 import os
-from enum import Enum
+from collections import namedtuple
 
 import pyworkflow.protocol.params as params
 import pyworkflow.utils as pwutils
@@ -30,8 +30,25 @@ from ..constants import (INPUT_ATTACHED_HALVES, INPUT_CHOICES, INPUT_SEPARATE_HA
                          TILING_CHOICES, TILING_FAST, enginePackageDir, modelWeightsName)
 
 
-class outputs(Enum):
-    outputVolume = Volume
+Output = namedtuple("Output", "name value")
+
+
+class outputs:
+    """Output names and classes (not an Enum: members of the same class would be aliases of one another)."""
+    outputVolume = Output("outputVolume", Volume)
+    confidenceMap = Output("confidenceMap", Volume)            # --preserveHalves: 0..1 agreement of the halves
+    localResolutionMap = Output("localResolutionMap", Volume)  # --localResolution: local resolution (A) of input
+
+    @classmethod
+    def asDict(cls):
+        return {o.name: o.value for o in (cls.outputVolume, cls.confidenceMap, cls.localResolutionMap)}
+
+
+# Files the engine writes beside its output <stem>.mrc, as <stem>_<suffix>.mrc.
+HALF_SUFFIXES = ("half1", "half2")
+CONFIDENCE_SUFFIX, LOCRES_SUFFIX = "confidence", "locres"
+EVALUATION_FOLDER = "evaluation"
+EVALUATION_PNG = "report.png"
 
 
 class DeepEMhancerProtPostProcess(ProtAnalysis3D):
@@ -42,7 +59,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
     """
     _label = "deepEMhancer"
     _devStatus = PROD
-    _possibleOutputs = outputs
+    _possibleOutputs = outputs.asDict()
 
     # Choice constants on the class, so conditions below and callers read by name.
     INPUT_VOLUME, INPUT_ATTACHED_HALVES, INPUT_SEPARATE_HALVES = INPUT_VOLUME, INPUT_ATTACHED_HALVES, \
@@ -124,10 +141,42 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                       help="fast: fewer, blended cubes. original: the original program's dense overlapping "
                            "cubes (slower, for exact comparisons) (flag --tiling).")
 
+        form.addSection(label="Beyond the original")
+        halvesCondition = "inputType in [%d, %d]" % (INPUT_ATTACHED_HALVES, INPUT_SEPARATE_HALVES)
+        form.addParam("preserveHalves", params.BooleanParam, default=False, condition=halvesCondition,
+                      label="Preserve half maps?",
+                      help="Process the two half maps independently (same normalisation) and output their average "
+                           "with the two processed halves attached, so FSC and local-resolution protocols still "
+                           "work afterwards; also gives a confidence map (0..1: agreement of the processed "
+                           "halves) (flag --preserveHalves).")
+        form.addParam("localResolution", params.BooleanParam, default=False, condition=halvesCondition,
+                      label="Local resolution?",
+                      help="Also compute the local resolution (A) of the input half maps by a windowed FSC "
+                           "(flag --localResolution).")
+        form.addParam("protectMask", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
+                      label="Protect mask",
+                      help="Optional soft mask (0..1, same box as the input) where the input density is kept "
+                           "instead of being suppressed: ligands, lipids, glycans (flag --protectMask).")
+        form.addParam("protectAtomStruct", params.PointerParam, pointerClass="AtomStruct", allowsNull=True,
+                      label="Protect ligands of model",
+                      help="Optional atomic model fitted in the map: the input density within the radius below of "
+                           "its ligand atoms (non-polymer, non-water) is kept (flag --protectModel).")
+        form.addParam("protectRadius", params.FloatParam, default=3.0, validators=[params.Positive],
+                      label="Protect radius (A)",
+                      help="Radius around the protected ligand atoms, in Angstrom (flag --protectRadius).")
+        form.addParam("referenceAtomStruct", params.PointerParam, pointerClass="AtomStruct", allowsNull=True,
+                      label="Evaluation model",
+                      help="Optional atomic model in the map's frame: after post-processing, deepemhancer-eval "
+                           "scores the output, its input and an auto-B sharpened baseline against it (FSC, CC) "
+                           "and writes a report (extra/%s/%s, report.html, scores.json)."
+                           % (EVALUATION_FOLDER, EVALUATION_PNG))
+
     # --------------------------- INSERT steps functions --------------------
     def _insertAllSteps(self):
         self._insertFunctionStep(self.convertInputStep, self._getInputIds(), needsGPU=False)
         self._insertFunctionStep(self.enhanceStep, self._getEngineArgs(), needsGPU=True)
+        if self.referenceAtomStruct.get() is not None:
+            self._insertFunctionStep(self.evaluationStep, self._getEvaluationArgs(), needsGPU=False)
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
     # --------------------------- STEPS functions ---------------------------
@@ -141,23 +190,47 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         if self._isOutputUpToDate(engineArgs):
             self.info("Output %s is newer than its inputs and was made with the same arguments: kept." % output)
             return
-        pwutils.cleanPath(output, self._getArgsRecord())
+        pwutils.cleanPath(output, self._getArgsRecord(), *self._getExtraOutputFiles(allKinds=True))
         program, args = self._getEngineCommand(engineArgs)
         self.runJob(program, args, env=Plugin.getEnviron(), cwd=self._getExtraPath(), numberOfMpi=1)
-        if not os.path.exists(output):
-            raise RuntimeError("DeepEMhancer finished without writing %s; see the run log." % output)
+        for fn in [output] + self._getExtraOutputFiles():
+            if not os.path.exists(fn):
+                raise RuntimeError("DeepEMhancer finished without writing %s; see the run log." % fn)
         with open(self._getArgsRecord(), "w") as f:
             f.write(engineArgs)
 
+    def evaluationStep(self, evaluationArgs):
+        """Score the output against the evaluation model with deepemhancer-eval (report in extra/evaluation)."""
+        folder = self._getEvaluationDir()
+        pwutils.cleanPath(folder)
+        program = "%s && python -m %s.evaluation" % (Plugin.getActivationCmd(), ENGINE_PACKAGE)
+        self.runJob(program, evaluationArgs, env=Plugin.getEnviron(), cwd=self._getExtraPath(), numberOfMpi=1)
+        if not os.path.exists(self.getEvaluationReport()):
+            raise RuntimeError("deepemhancer-eval finished without writing %s; see the run log."
+                               % self.getEvaluationReport())
+
     def createOutputStep(self):
+        volume = self._newVolume(self._getOutputFile())
+        if self.preservesHalves():
+            volume.setHalfMaps([os.path.abspath(self._getExtraOutput(s)) for s in HALF_SUFFIXES])
+        newOutputs = {outputs.outputVolume.name: volume}
+        if self.preservesHalves():
+            newOutputs[outputs.confidenceMap.name] = self._newVolume(self._getExtraOutput(CONFIDENCE_SUFFIX))
+        if self.computesLocalResolution():
+            newOutputs[outputs.localResolutionMap.name] = self._newVolume(self._getExtraOutput(LOCRES_SUFFIX))
+        self._defineOutputs(**newOutputs)
+        for pointer in self._getInputPointers():
+            for output in newOutputs.values():
+                self._defineTransformRelation(pointer, output)
+
+    def _newVolume(self, fn):
+        """A Volume of this file with the input's sampling rate and origin."""
         reference = self._getReferenceVolume()
         volume = Volume()
-        volume.setFileName(self._getOutputFile())
+        volume.setFileName(fn)
         volume.setSamplingRate(reference.getSamplingRate())
         volume.setOrigin(reference.getOrigin(force=True))
-        self._defineOutputs(**{outputs.outputVolume.name: volume})
-        for pointer in self._getInputPointers():
-            self._defineTransformRelation(pointer, volume)
+        return volume
 
     # --------------------------- INFO functions ----------------------------
     def _validate(self):
@@ -173,17 +246,40 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         summary = ["Input: %s." % self._describeInput(),
                    "Normalisation: %s." % NORM_CHOICES[self.normalization.get()].lower(),
                    "Model: %s." % self._describeModel()]
+        summary += self._describeExtras()
         if self.isFinished() and self.hasAttribute(outputs.outputVolume.name):
             summary.append("Output: %s." % self.getOutputVolume().getFileName())
+            if self.getOutputVolume().hasHalfMaps():
+                summary.append("Processed half maps attached to the output.")
+            for name, what in ((outputs.confidenceMap.name, "Confidence map (0..1)"),
+                               (outputs.localResolutionMap.name, "Local resolution map (A)")):
+                if self.hasAttribute(name):
+                    summary.append("%s: %s." % (what, getattr(self, name).getFileName()))
+            if os.path.exists(self.getEvaluationReport()):
+                summary.append("Evaluation report: %s." % self.getEvaluationReport())
         return summary
 
     def _methods(self):
         if not self.isFinished():
             return []
-        return ["We post-processed the %s with DeepEMhancer [SanchezGarcia2021] using the %s model and %s "
-                "normalisation, producing %s."
-                % (self._describeInput(), self._describeModel(), NORM_CHOICES[self.normalization.get()].lower(),
-                   self.getObjectTag(outputs.outputVolume.name))]
+        methods = ["We post-processed the %s with DeepEMhancer [SanchezGarcia2021] using the %s model and %s "
+                   "normalisation, producing %s."
+                   % (self._describeInput(), self._describeModel(), NORM_CHOICES[self.normalization.get()].lower(),
+                      self.getObjectTag(outputs.outputVolume.name))]
+        if self.preservesHalves():
+            methods.append("The two half maps were processed independently with the same normalisation; the output "
+                           "is their average, with the processed halves kept for gold-standard FSC, and a "
+                           "confidence map (%s) measures the local agreement of the processed halves."
+                           % self.getObjectTag(outputs.confidenceMap.name))
+        if self.computesLocalResolution():
+            methods.append("The local resolution of the input half maps was estimated by a windowed FSC (%s)."
+                           % self.getObjectTag(outputs.localResolutionMap.name))
+        if self.protectMask.get() is not None:
+            methods.append("Input density was kept inside the protect mask %s." % self.getObjectTag("protectMask"))
+        if self.protectAtomStruct.get() is not None:
+            methods.append("Input density was kept within %g A of the ligand atoms of %s."
+                           % (self.protectRadius.get(), self.getObjectTag("protectAtomStruct")))
+        return methods
 
     def _citations(self):
         return ["SanchezGarcia2021"]
@@ -192,12 +288,50 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
     def getOutputVolume(self):
         return getattr(self, outputs.outputVolume.name)
 
+    def getConfidenceMap(self):
+        """The registered confidence map, or None."""
+        name = outputs.confidenceMap.name
+        return getattr(self, name) if self.hasAttribute(name) else None
+
+    def getLocalResolutionMap(self):
+        """The registered local-resolution map, or None."""
+        name = outputs.localResolutionMap.name
+        return getattr(self, name) if self.hasAttribute(name) else None
+
+    def getEvaluationReport(self):
+        """Path of the evaluation report PNG (it exists only after an evaluation step)."""
+        return os.path.join(self._getEvaluationDir(), EVALUATION_PNG)
+
+    def _getEvaluationDir(self):
+        return os.path.abspath(self._getExtraPath(EVALUATION_FOLDER))
+
+    def preservesHalves(self):
+        return self.usesHalfMaps() and bool(self.preserveHalves.get())
+
+    def computesLocalResolution(self):
+        return self.usesHalfMaps() and bool(self.localResolution.get())
+
+    def _getExtraOutput(self, suffix):
+        """<output stem>_<suffix>.mrc, as the engine names the files it writes beside its output."""
+        stem, ext = os.path.splitext(self._getOutputFile())
+        return "%s_%s%s" % (stem, suffix, ext)
+
+    def _getExtraOutputFiles(self, allKinds=False):
+        """The files beside the output this run asks for (or all the engine may write)."""
+        suffixes = []
+        if allKinds or self.preservesHalves():
+            suffixes += list(HALF_SUFFIXES) + [CONFIDENCE_SUFFIX]
+        if allKinds or self.computesLocalResolution():
+            suffixes.append(LOCRES_SUFFIX)
+        return [self._getExtraOutput(s) for s in suffixes]
+
     def _createFilenameTemplates(self):
         self._updateFilenamesDict({
             "inputMap": self._getExtraPath("input_map.mrc"),
             "inputHalf1": self._getExtraPath("input_half1.mrc"),
             "inputHalf2": self._getExtraPath("input_half2.mrc"),
             "inputMask": self._getExtraPath("input_mask.mrc"),
+            "protectMask": self._getExtraPath("protect_mask.mrc"),
             "output": self._getExtraPath("deepemhancer_output.mrc"),
             "argsRecord": self._getExtraPath("deepemhancer_output.args"),
         })
@@ -231,6 +365,9 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         ids = [p.get().getObjId() for p in self._getInputPointers() if p.get() is not None]
         if self._usesMask() and self.inputMask.get() is not None:
             ids.append(self.inputMask.get().getObjId())
+        for pointer in (self.protectMask, self.protectAtomStruct, self.referenceAtomStruct):
+            if pointer.get() is not None:
+                ids.append(pointer.get().getObjId())
         return ids
 
     def _usesMask(self):
@@ -247,14 +384,24 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             files = [self.inputVolume.get().getFileName()]
         if self._usesMask():
             files.append(self.inputMask.get().getFileName())
+        if self.protectMask.get() is not None:
+            files.append(self.protectMask.get().getFileName())
         return [os.path.abspath(f) for f in files]
 
     def _getInputWorkFiles(self):
+        """MRC files in extra/: the map or the two halves first, then the masks (binary, protect) if used."""
         files = ([self._getFile("inputHalf1"), self._getFile("inputHalf2")] if self.usesHalfMaps()
                  else [self._getFile("inputMap")])
         if self._usesMask():
             files.append(self._getFile("inputMask"))
+        if self.protectMask.get() is not None:
+            files.append(self._getFile("protectMask"))
         return files
+
+    def _getProtectModelFile(self):
+        """The protect model's file (PDB/mmCIF) as Scipion stores it, or None."""
+        atomStruct = self.protectAtomStruct.get()
+        return os.path.abspath(atomStruct.getFileName()) if atomStruct is not None else None
 
     @staticmethod
     def _convertToMrc(source, target):
@@ -295,10 +442,30 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         if normalization == NORM_STATS:
             args += ["--noiseStats", repr(self.noiseMean.get()), repr(self.noiseStd.get())]
         elif normalization == NORM_MASK:
-            args += ["-m", workFiles[-1]]
+            args += ["-m", os.path.abspath(self._getFile("inputMask"))]
         if self.performCleaning:
             args += ["--cleaningStrengh", "%g" % self.cleaningFraction.get()]
+        if self.preservesHalves():
+            args.append("--preserveHalves")
+        if self.computesLocalResolution():
+            args.append("--localResolution")
+        if self.protectMask.get() is not None:
+            args += ["--protectMask", os.path.abspath(self._getFile("protectMask"))]
+        if self.protectAtomStruct.get() is not None:
+            args += ["--protectModel", self._getProtectModelFile(), "--protectRadius", "%g" % self.protectRadius.get()]
         args += ["-b", "%d" % self.batchSize.get(), "--tiling", TILING_CHOICES[self.tiling.get()], "--overwrite"]
+        return " ".join(_quote(a) for a in args)
+
+    def _getEvaluationArgs(self):
+        """deepemhancer-eval arguments: the output, the input (halves or map), the evaluation model."""
+        workFiles = [os.path.abspath(f) for f in self._getInputWorkFiles()]
+        args = ["-i", os.path.abspath(self._getOutputFile()), "--label", "deepEMhancer"]
+        if self.usesHalfMaps():
+            args += ["--half1", workFiles[0], "--half2", workFiles[1]]
+        else:
+            args += ["--input", workFiles[0]]
+        args += ["--model", os.path.abspath(self.referenceAtomStruct.get().getFileName()),
+                 "--no-relion", "-o", self._getEvaluationDir(), "--title", "DeepEMhancer run %s" % self.getObjId()]
         return " ".join(_quote(a) for a in args)
 
     def _getEngineCommand(self, engineArgs):
@@ -323,10 +490,14 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         with open(record) as f:
             if f.read() != engineArgs:
                 return False
+        if not all(os.path.exists(f) for f in self._getExtraOutputFiles()):
+            return False
         outputTime = os.path.getmtime(output)
         dependencies = self._getInputWorkFiles()
         if self._getCustomModel():
             dependencies.append(self._getCustomModel())
+        if self._getProtectModelFile():
+            dependencies.append(self._getProtectModelFile())
         return all(os.path.exists(f) and os.path.getmtime(f) < outputTime for f in dependencies)
 
     def _validateModel(self):
@@ -377,6 +548,24 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                 errors.append("Binary-mask normalisation needs a mask: choose one or change the normalisation.")
             elif tuple(mask.getDim()) != tuple(referenceDim):
                 errors.append("The mask box %s differs from the input box %s." % (mask.getDim(), referenceDim))
+        errors += self._validateBeyond(referenceDim)
+        return errors
+
+    def _validateBeyond(self, referenceDim):
+        errors = []
+        if not self.usesHalfMaps():
+            for name, flag in (("preserveHalves", "Preserve half maps"), ("localResolution", "Local resolution")):
+                if getattr(self, name).get():
+                    errors.append("'%s' needs two half maps: choose 'Volume with attached half maps' or 'Two "
+                                  "half-map volumes' as input, or switch it off." % flag)
+        protectMask = self.protectMask.get()
+        if protectMask is not None and tuple(protectMask.getDim()) != tuple(referenceDim):
+            errors.append("The protect mask box %s differs from the input box %s."
+                          % (protectMask.getDim(), referenceDim))
+        for name, what in (("protectAtomStruct", "protect model"), ("referenceAtomStruct", "evaluation model")):
+            atomStruct = getattr(self, name).get()
+            if atomStruct is not None and not os.path.exists(atomStruct.getFileName()):
+                errors.append("The %s file %s does not exist." % (what, atomStruct.getFileName()))
         return errors
 
     def _describeInput(self):
@@ -386,6 +575,21 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         if inputType == INPUT_ATTACHED_HALVES:
             return "half maps attached to %s" % self.getObjectTag("inputVolume")
         return "map %s" % self.getObjectTag("inputVolume")
+
+    def _describeExtras(self):
+        lines = []
+        if self.preservesHalves():
+            lines.append("Half maps processed independently (processed halves + confidence map).")
+        if self.computesLocalResolution():
+            lines.append("Local resolution of the input halves computed.")
+        if self.protectMask.get() is not None:
+            lines.append("Protect mask: %s." % self.getObjectTag("protectMask"))
+        if self.protectAtomStruct.get() is not None:
+            lines.append("Protected: ligands of %s within %g A."
+                         % (self.getObjectTag("protectAtomStruct"), self.protectRadius.get()))
+        if self.referenceAtomStruct.get() is not None:
+            lines.append("Evaluated against %s." % self.getObjectTag("referenceAtomStruct"))
+        return lines
 
     def _describeModel(self):
         custom = self._getCustomModel()

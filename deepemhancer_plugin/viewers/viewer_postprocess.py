@@ -21,6 +21,8 @@ from ..protocols import DeepEMhancerProtPostProcess
 CXC_NAME = "deepemhancer_compare.cxc"
 AXIS_NAME = "deepemhancer_axis.bild"
 SLICES_PNG = "deepemhancer_slices.png"
+# Confidence 0..1 on the output surface: unreliable red, half-way white, reliable blue.
+CONFIDENCE_PALETTE = "0,red:0.5,white:1,blue"
 # Both maps are contoured to enclose the same volume: the molecule's as the output sees it, kept in a sane range.
 MIN_FRACTION, MAX_FRACTION = 0.002, 0.3
 
@@ -42,8 +44,14 @@ class DeepEMhancerViewer(EmProtocolViewer):
                            "curves (output vs input; half map 1 vs 2). "
                            "Also saved as extra/%s." % SLICES_PNG)
 
+        form.addParam("displayEvaluation", params.LabelParam,
+                      label="Evaluation report",
+                      help="The report of deepemhancer-eval (FSC/CC against the evaluation model), when the run "
+                           "was given an evaluation model.")
+
     def _getVisualizeDict(self):
-        return {"displayChimera": self._showChimera, "displaySlices": self._showSlices}
+        return {"displayChimera": self._showChimera, "displaySlices": self._showSlices,
+                "displayEvaluation": self._showEvaluation}
 
     # ------------------------------------------------------------------ views
     def _showChimera(self, paramName=None):
@@ -52,6 +60,13 @@ class DeepEMhancerViewer(EmProtocolViewer):
     def _showSlices(self, paramName=None):
         png = self.writeSlicesPng()
         return [SlicesView(png)]
+
+    def _showEvaluation(self, paramName=None):
+        report = self.protocol.getEvaluationReport()
+        if not os.path.exists(report):
+            self.showInfo("No evaluation report: give the protocol an evaluation model (tab 'Beyond the original').")
+            return []
+        return [SlicesView(report, title="DeepEMhancer: evaluation report")]
 
     # ------------------------------------------------------------------ files
     def _loadMaps(self):
@@ -94,8 +109,18 @@ class DeepEMhancerViewer(EmProtocolViewer):
             lines += ["volume #%d style surface voxelSize %f" % (m, sampling),
                       "volume #%d origin %0.2f,%0.2f,%0.2f" % (m, x, y, z),
                       "volume #%d level %.6g color %s" % (m, level, color)]
-        lines += ["rename #%d input" % model, "rename #%d deepEMhancer" % outputModel,
-                  "tile #%d,%d" % (model, outputModel), "view"]
+        lines += ["rename #%d input" % model, "rename #%d deepEMhancer" % outputModel]
+        confidence = prot.getConfidenceMap()
+        if confidence is not None:
+            # The confidence map (0..1) colours the output surface; hidden itself, it only supplies the values.
+            confidenceModel = outputModel + 1
+            lines += ["# output surface coloured by confidence (red unreliable, white 0.5, blue reliable)",
+                      "open %s" % os.path.abspath(confidence.getFileName()),
+                      "volume #%d voxelSize %f origin %0.2f,%0.2f,%0.2f" % (confidenceModel, sampling, x, y, z),
+                      "rename #%d confidence" % confidenceModel,
+                      "hide #%d models" % confidenceModel,
+                      "color sample #%d map #%d palette %s" % (outputModel, confidenceModel, CONFIDENCE_PALETTE)]
+        lines += ["tile #%d,%d" % (model, outputModel), "view"]
         fn = os.path.abspath(prot._getExtraPath(CXC_NAME))
         with open(fn, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -109,26 +134,35 @@ class DeepEMhancerViewer(EmProtocolViewer):
         if prot.usesHalfMaps():
             import mrcfile
             halves = [_readMrc(mrcfile, f) for f in prot._getInputWorkFiles()[:2]]
+        confidence = prot.getConfidenceMap()
+        confidenceData = None if confidence is None else _readMrc(mrcfile_module(), confidence.getFileName())
         path = path or os.path.abspath(prot._getExtraPath(SLICES_PNG))
-        renderSlices(inputData, outputData, path, voxelSize=prot.getOutputVolume().getSamplingRate(), halves=halves)
+        renderSlices(inputData, outputData, path, voxelSize=prot.getOutputVolume().getSamplingRate(), halves=halves,
+                     confidence=confidenceData)
         return path
 
 
 class SlicesView(View):
     """Shows the slices PNG in a Tk window (only used with a display)."""
 
-    def __init__(self, png):
+    def __init__(self, png, title="DeepEMhancer: input vs output"):
         self.png = png
+        self.title = title
 
     def show(self):
         import matplotlib.pyplot as plt
         image = plt.imread(self.png)
         fig = plt.figure(figsize=(image.shape[1] / 100.0, image.shape[0] / 100.0))
-        fig.canvas.manager.set_window_title("DeepEMhancer: input vs output")
+        fig.canvas.manager.set_window_title(self.title)
         ax = fig.add_axes([0, 0, 1, 1])
         ax.imshow(image)
         ax.axis("off")
         plt.show()
+
+
+def mrcfile_module():
+    import mrcfile
+    return mrcfile
 
 
 def _readMrc(mrcfile, fn):
@@ -171,15 +205,16 @@ def fsc(a, b, voxelSize):
     return np.arange(nShells) / (n * voxelSize), curve
 
 
-def renderSlices(inputData, outputData, path, voxelSize=1.0, halves=None):
-    """Input and output: central XY, XZ, YZ slices (rows input, output; each map on its own grey scale) and FSC
-    curves (output vs input, and half map 1 vs 2 when given)."""
+def renderSlices(inputData, outputData, path, voxelSize=1.0, halves=None, confidence=None):
+    """Input and output: central XY, XZ, YZ slices (rows input, output; each map on its own grey scale), the
+    confidence map's slices (0..1, when given) and FSC curves (output vs input, and half map 1 vs 2 when given)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 9.25), dpi=100)
+    nRows = 3 if confidence is None else 4
+    fig = Figure(figsize=(9, 9.25 + (0 if confidence is None else 3)), dpi=100)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(3, 3, height_ratios=(1, 1, 0.9))
+    grid = fig.add_gridspec(nRows, 3, height_ratios=(1,) * (nRows - 1) + (0.9,))
     inputLevel, outputLevel = suggestedLevels(inputData, outputData)
     rows = (("input", inputData, inputLevel), ("deepEMhancer", outputData, outputLevel))
     for r, (name, data, level) in enumerate(rows):
@@ -196,7 +231,17 @@ def renderSlices(inputData, outputData, path, voxelSize=1.0, halves=None):
             ax.set_title("%s %s" % (name, title), fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-    ax = fig.add_subplot(grid[2, :])
+    if confidence is not None:
+        nz, ny, nx = confidence.shape
+        slices = (("XY", confidence[nz // 2]), ("XZ", confidence[:, ny // 2, :]), ("YZ", confidence[:, :, nx // 2]))
+        for c, (title, image) in enumerate(slices):
+            ax = fig.add_subplot(grid[2, c])
+            shown = ax.imshow(image, cmap="RdBu", origin="lower", vmin=0.0, vmax=1.0)
+            ax.set_title("confidence %s" % title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
+    ax = fig.add_subplot(grid[nRows - 1, :])
     curves = [("output vs input", outputData, inputData)]
     if halves is not None:
         curves.append(("half map 1 vs 2 (input)", halves[0], halves[1]))
