@@ -24,7 +24,10 @@ from ..constants import INPUT_SEPARATE_HALVES, INPUT_VOLUME, MODEL_CUSTOM
 from ..protocols import DeepEMhancerProtPostProcess, outputs
 from ..viewers import DeepEMhancerViewer
 from ..viewers.viewer_postprocess import CONFIDENCE_PALETTE
-from . import BOX, HALF1, HALF2, MAP, ORIGIN, SAMPLING, ImportMixin, makeTinyModel, readMap
+from . import BOX, HALF1, HALF2, MAP, ORIGIN, SAMPLING, ImportMixin, dataFile, makeTinyModel, readMap
+
+# PDB 5me2 (ATOM/HETATM records), fitted in EMD-3488: its haems are the "ligands" --protectModel keeps.
+ATOM_MODEL = dataFile("emd3488_5me2.pdb")
 
 # Protect sphere (voxel indices z, y, x and radius in voxels): off-centre, inside the box.
 CENTRE, RADIUS = (20, 26, 22), 6
@@ -194,6 +197,55 @@ class TestDeepEMhancerBeyond(BaseTest, ImportMixin):
         prot = self.beyond()
         self.assertFalse(os.path.exists(prot.getEvaluationReport()))
         self.assertNotIn("evaluationStep", [s.funcName.get() for s in prot.loadSteps()])
+
+
+class TestDeepEMhancerEvaluation(BaseTest, ImportMixin):
+    """An atomic model: its ligands protected (--protectModel), and the evaluation report of deepemhancer-eval."""
+
+    @classmethod
+    def setUpClass(cls):
+        from pwem.protocols import ProtImportPdb
+        setupTestProject(cls)
+        # The halves keep their header origin (the crop's place in EMD-3488), the frame the model is fitted in.
+        fileOrigin = (SAMPLING,) * 3
+        cls.half1 = cls.importVolume(HALF1, label="half 1", origin=fileOrigin)
+        cls.half2 = cls.importVolume(HALF2, label="half 2", origin=fileOrigin)
+        prot = cls.newProtocol(ProtImportPdb, inputPdbData=ProtImportPdb.IMPORT_FROM_FILES, pdbFile=ATOM_MODEL)
+        cls.launchProtocol(prot)
+        cls.atomStruct = prot.outputPdb
+        cls.model = makeTinyModel(os.path.join(cls.proj.path, "test_models"))
+        cls.prot = cls.newProtocol(DeepEMhancerProtPostProcess, inputType=INPUT_SEPARATE_HALVES,
+                                   inputHalf1=cls.half1, inputHalf2=cls.half2, modelType=MODEL_CUSTOM,
+                                   customModelFile=cls.model, protectAtomStruct=cls.atomStruct, protectRadius=2.5,
+                                   referenceAtomStruct=cls.atomStruct)
+        cls.prot.setObjLabel("halves, protect haems, evaluation")
+        cls.launchProtocol(cls.prot)
+
+    def test_protect_model_flags(self):
+        args = self.prot._getEngineArgs()
+        self.assertIn("--protectModel %s --protectRadius 2.5" % os.path.abspath(self.atomStruct.getFileName()), args)
+        self.assertIn("Protected: ligands of", " ".join(self.prot.summary()))
+        self.assertIn("within 2.5 A of the ligand atoms", " ".join(self.prot.methods()))
+
+    def test_evaluation_report(self):
+        import json
+        report = self.prot.getEvaluationReport()
+        self.assertEqual(report, os.path.abspath(self.prot._getExtraPath("evaluation", "report.png")))
+        self.assertTrue(os.path.exists(report))
+        self.assertGreater(os.path.getsize(report), 10000)
+        folder = os.path.dirname(report)
+        self.assertTrue(os.path.exists(os.path.join(folder, "report.html")))
+        with open(os.path.join(folder, "scores.json")) as f:
+            scores = json.load(f)
+        print(json.dumps(scores)[:600])
+        rows = {row["map"]: row for row in scores["maps"]}
+        print("CC with the model: input %.3f, deepEMhancer %.3f" % (rows["input"]["CC"], rows["deepEMhancer"]["CC"]))
+        self.assertGreater(rows["input"]["CC"], 0.3)  # the model lies in the maps' frame
+        self.assertTrue(np.isfinite(rows["deepEMhancer"]["CC"]))
+        self.assertIn("Evaluation report", " ".join(self.prot.summary()))
+        views = DeepEMhancerViewer(project=self.proj, protocol=self.prot)._getVisualizeDict()["displayEvaluation"](
+            "displayEvaluation")
+        self.assertEqual([v.png for v in views], [report])
 
 
 class TestDeepEMhancerBeyondValidation(BaseTest, ImportMixin):
