@@ -240,7 +240,8 @@ def renderSlices(inputData, outputData, path, voxelSize=1.0, halves=None, confid
             ax.set_title("confidence %s" % title, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
+        # An inset colour bar keeps the three panels the same size.
+        fig.colorbar(shown, cax=ax.inset_axes([1.03, 0.0, 0.04, 1.0])).ax.tick_params(labelsize=7)
     ax = fig.add_subplot(grid[nRows - 1, :])
     curves = [("output vs input", outputData, inputData)]
     if halves is not None:
