@@ -24,7 +24,7 @@ ENGINE_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' deepemhancer/_
 EM_ROOT := $(SCIPION_HOME)/software/em
 ENGINE_ENV := $(EM_ROOT)/deepemhancer-$(ENGINE_VERSION)
 ENGINE_PY := $(ENGINE_ENV)/venv/bin/python
-PLUGIN_TESTS := test_install test_form_gui test_protocol_postprocess test_template_viewer
+PLUGIN_TESTS := test_install test_form_gui test_protocol_postprocess test_template_viewer test_beyond
 
 # Headless Scipion without the launcher (see README): these are what `scipion3` would export.
 export SCIPION_HOME

@@ -60,13 +60,14 @@ def _window_fsc_resolution(c1: np.ndarray, c2: np.ndarray, window: np.ndarray, s
     d2 = np.bincount(shells, (np.abs(f2) ** 2).ravel(), n_shells)
     fsc = num / np.sqrt(np.maximum(d1 * d2, 1e-30))
     side = window.shape[0]
+    if fsc[1] < threshold:
+        return side * voxel_size  # not resolved even at the window's lowest frequency: report the window size
     for k in range(2, n_shells):
         if fsc[k] < threshold:
             # interpolate the crossing between shells k-1 and k
             f0, f1_ = fsc[k - 1], fsc[k]
-            frac = (f0 - threshold) / max(f0 - f1_, 1e-9)
-            shell = k - 1 + frac
-            return side * voxel_size / max(shell, 1e-3)
+            frac = np.clip((f0 - threshold) / max(f0 - f1_, 1e-9), 0.0, 1.0)
+            return side * voxel_size / (k - 1 + frac)
     return 2.0 * voxel_size  # resolved to Nyquist within the window
 
 
