@@ -49,11 +49,9 @@ def test_model_map_sits_on_the_map_and_a_shift_destroys_the_agreement(case):
 
 def test_model_map_on_the_deposited_emd3488_reproduces_the_reference_fit():
     """The data README: FSC0.5 3.33 A, FSC0.143 3.04 A, CC 0.61 / 0.64 (envelope) for the full map."""
-    path = "/work/shared/data/real/emd_3488/emd_3488.mrc"
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not present (shared data folder only on the development machine)")
-    data, grid = read_map(path)
-    mm = model_map("/work/shared/data/real/emd_3488/5me2.pdb", grid)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    data, grid = read_map(os.path.join(repo, "tests", "data", "emd_3488.mrc"))
+    mm = model_map(os.path.join(repo, "deepemhancer_plugin", "tests", "data", "emd3488_5me2.pdb"), grid)
     curve = F.fsc(data, mm, grid.voxel_size)
     assert F.resolution_at(curve, 0.5) == pytest.approx(3.33, abs=0.2)
     assert F.resolution_at(curve, 0.143) == pytest.approx(3.04, abs=0.15)
