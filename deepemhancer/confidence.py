@@ -2,9 +2,9 @@
 
 * :func:`confidence_map`: the two half maps are processed independently; where the network gives the same answer
   from two independent noise realisations, the output is driven by the signal; where the answers differ, it is
-  driven by noise. The confidence is the local (Gaussian-windowed) correlation of the two processed halves,
-  clipped to 0..1, and set to 1 in the solvent where both halves agree on (near) nothing. Its relation to the
-  real error is measured on the synthetic test split (benchmarks/benchmark_confidence.py).
+  driven by noise. The confidence falls with the local RMS difference of the two processed halves, relative to
+  the output's density scale. Its relation to the real error is measured on the synthetic test split
+  (benchmarks/benchmark_confidence.py).
 * :func:`local_resolution`: a fast windowed FSC of the input half maps: FSC in soft spherical windows on a coarse
   grid of centres, the 0.143 crossing per window, trilinearly interpolated to every voxel.
 """
@@ -17,38 +17,31 @@ from scipy import ndimage
 from .resample import resample_to_shape
 
 
-def _local_moments(a: np.ndarray, b: np.ndarray, sigma: float):
-    g = lambda x: ndimage.gaussian_filter(x, sigma, mode="nearest")  # noqa: E731
-    ma, mb = g(a), g(b)
-    va = np.maximum(g(a * a) - ma * ma, 0)
-    vb = np.maximum(g(b * b) - mb * mb, 0)
-    cov = g(a * b) - ma * mb
-    return ma, mb, va, vb, cov
-
-
 def confidence_map(half1: np.ndarray, half2: np.ndarray, *, voxel_size: float = 1.0,
-                   window_angstrom: float = 4.0) -> np.ndarray:
-    """Local agreement (0..1) between two independently processed half maps.
+                   window_angstrom: float = 1.0, tolerance: float = 0.1) -> np.ndarray:
+    """Reliability (0..1) of a map processed from two independent half maps.
+
+    The local RMS difference of the two processed halves (Gaussian window of ``window_angstrom``) estimates how
+    much of the output is driven by noise; it is expressed in units of the output's density scale (the peak of the
+    halves' smoothed average) and mapped to ``1 / (1 + (difference / (tolerance * scale))^2)``: a local
+    disagreement of ``tolerance`` times the peak density gives 0.5. Empty solvent that both halves suppress is a
+    confident "nothing" (1).
 
     Args:
         half1, half2: the processed halves on one grid.
         voxel_size: Angstrom per voxel.
         window_angstrom: SD of the Gaussian window.
+        tolerance: disagreement, as a fraction of the density scale, that halves the confidence.
 
     Returns:
-        float32 map in [0, 1]: 1 where the halves agree (signal, or both empty), 0 where they are uncorrelated.
+        float32 map in [0, 1].
     """
     a = np.asarray(half1, dtype=np.float32)
     b = np.asarray(half2, dtype=np.float32)
-    sigma = max(1.0, window_angstrom / voxel_size)
-    _, _, va, vb, cov = _local_moments(a, b, sigma)
-    denom = np.sqrt(va * vb)
-    power = ndimage.gaussian_filter(0.25 * (a + b) ** 2, sigma, mode="nearest")
-    floor = 1e-3 * float(power.max()) + 1e-12
-    cc = np.where(denom > floor, cov / np.maximum(denom, 1e-12), 1.0)
-    # where both halves hold almost nothing (suppressed solvent) they agree: that is a confident "nothing"
-    quiet = np.clip(1.0 - power / (10 * floor), 0.0, 1.0)
-    return np.clip(np.maximum(cc, quiet), 0.0, 1.0).astype(np.float32)
+    sigma = max(0.5, window_angstrom / voxel_size)
+    difference = np.sqrt(ndimage.gaussian_filter((a - b) ** 2, sigma, mode="nearest"))
+    scale = float(ndimage.gaussian_filter(np.abs(0.5 * (a + b)), sigma, mode="nearest").max()) or 1.0
+    return (1.0 / (1.0 + (difference / (tolerance * scale)) ** 2)).astype(np.float32)
 
 
 def _window_fsc_resolution(c1: np.ndarray, c2: np.ndarray, window: np.ndarray, shells: np.ndarray,

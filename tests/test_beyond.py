@@ -34,7 +34,7 @@ def test_confidence_is_high_where_processed_halves_agree_and_low_where_they_do_n
     assert conf.min() >= 0 and conf.max() <= 1
     assert conf[20, 32, 32] > 0.9
     assert conf[46, 32, 32] < 0.5
-    assert conf[2, 2, 2] > 0.9  # nearly empty solvent in both halves: a confident "nothing"
+    assert conf[2, 2, 2] > 0.85  # solvent where the halves differ by 3 % of the peak: confident
 
 
 def test_local_resolution_separates_sharp_and_blurred_regions():
