@@ -84,6 +84,13 @@ class ImportMixin:
         return prot.outputVolume
 
     @classmethod
+    def importExampleVolumes(cls):
+        """The shipped map and its two half maps as cls.volume, cls.half1, cls.half2 (separate volumes)."""
+        cls.half1 = cls.importVolume(HALF1, label="half 1")
+        cls.half2 = cls.importVolume(HALF2, label="half 2")
+        cls.volume = cls.importVolume(MAP, label="map")
+
+    @classmethod
     def importMask(cls, path=MASK):
         prot = cls.newProtocol(ProtImportMask, maskPath=path, samplingRate=SAMPLING)
         prot.setObjLabel("import mask")

@@ -24,7 +24,7 @@ from ..constants import INPUT_SEPARATE_HALVES, INPUT_VOLUME, MODEL_CUSTOM
 from ..protocols import DeepEMhancerProtPostProcess, outputs
 from ..viewers import DeepEMhancerViewer
 from ..viewers.viewer_postprocess import CONFIDENCE_PALETTE
-from . import BOX, HALF1, HALF2, MAP, ORIGIN, SAMPLING, ImportMixin, dataFile, makeTinyModel, readMap
+from . import BOX, HALF1, HALF2, ORIGIN, SAMPLING, ImportMixin, dataFile, makeTinyModel, readMap
 
 # PDB 5me2 (ATOM/HETATM records), fitted in EMD-3488: its haems are the "ligands" --protectModel keeps.
 ATOM_MODEL = dataFile("emd3488_5me2.pdb")
@@ -50,9 +50,7 @@ class TestDeepEMhancerBeyond(BaseTest, ImportMixin):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        cls.half1 = cls.importVolume(HALF1, label="half 1")
-        cls.half2 = cls.importVolume(HALF2, label="half 2")
-        cls.volume = cls.importVolume(MAP, label="map")
+        cls.importExampleVolumes()
         protect = os.path.abspath(os.path.join(cls.proj.path, "protect_sphere.mrc"))
         writeMask(protect, sphereDistance() <= RADIUS)
         cls.protectMask = cls.importMask(protect)
@@ -254,9 +252,7 @@ class TestDeepEMhancerBeyondValidation(BaseTest, ImportMixin):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        cls.volume = cls.importVolume(MAP, label="map")
-        cls.half1 = cls.importVolume(HALF1, label="half 1")
-        cls.half2 = cls.importVolume(HALF2, label="half 2")
+        cls.importExampleVolumes()
         small = os.path.abspath(os.path.join(cls.proj.path, "protect_small.mrc"))
         writeMask(small, sphereDistance((40, 40, 40)) <= RADIUS)
         cls.smallMask = cls.importMask(small)

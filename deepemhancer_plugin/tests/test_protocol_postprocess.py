@@ -210,9 +210,7 @@ class TestDeepEMhancerValidation(BaseTest, ImportMixin):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        cls.half1 = cls.importVolume(HALF1, label="half 1")
-        cls.half2 = cls.importVolume(HALF2, label="half 2")
-        cls.volume = cls.importVolume(MAP, label="map")
+        cls.importExampleVolumes()
         small = os.path.abspath("small_half.mrc")
         cls._writeCrop(HALF2, small, 40)
         cls.smallHalf = cls.importVolume(small, label="40^3 half", origin=None)
