@@ -58,7 +58,7 @@ class EnhanceResult:
     seconds: float
     half1: np.ndarray | None = None           # processed halves (preserve_halves)
     half2: np.ndarray | None = None
-    confidence: np.ndarray | None = None      # 0..1 agreement of the processed halves (preserve_halves)
+    confidence: np.ndarray | None = None      # 0..1 P(local error < 0.1 peak), from the halves (preserve_halves)
     local_resolution: np.ndarray | None = None  # Angstrom, from the input halves (local_resolution)
 
 

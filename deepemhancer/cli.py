@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     beyond.add_argument("--preserveHalves", action="store_true",
                         help="process the two half maps independently (needs -i2); also writes <output>_half1, "
                              "<output>_half2 (for FSC / local resolution after processing) and <output>_confidence "
-                             "(0..1: local agreement of the processed halves); the output is their average")
+                             "(0..1: probability that the local error is below 0.1 x the peak density, from the "
+                             "disagreement of the processed halves); the output is their average")
     beyond.add_argument("--localResolution", action="store_true",
                         help="also write <output>_locres: local resolution (A) of the input half maps by windowed "
                              "FSC (needs -i2)")

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from deepemhancer.cli import main
-from deepemhancer.confidence import confidence_map, local_resolution
+from deepemhancer.confidence import CALIBRATION_POWER, CALIBRATION_X0, confidence_map, local_resolution
 from deepemhancer.errors import InputError
 from deepemhancer.io import MapGrid, read_map, write_map
 from deepemhancer.protect import apply_protect_mask, zone_mask
@@ -20,7 +20,7 @@ def _blob(shape, centre, sigma):
     return np.exp(-r2 / (2 * sigma ** 2)).astype(np.float32)
 
 
-def test_confidence_is_high_where_processed_halves_agree_and_low_where_they_do_not():
+def test_confidence_is_higher_where_processed_halves_agree_than_where_they_do_not():
     rng = np.random.default_rng(0)
     shape = (64, 64, 64)
     signal = _blob(shape, (20, 32, 32), 5)
@@ -32,9 +32,11 @@ def test_confidence_is_high_where_processed_halves_agree_and_low_where_they_do_n
     conf = confidence_map(h1.astype(np.float32), h2.astype(np.float32))
     assert conf.shape == shape and conf.dtype == np.float32
     assert conf.min() >= 0 and conf.max() <= 1
-    assert conf[20, 32, 32] > 0.9
-    assert conf[46, 32, 32] < 0.5
-    assert conf[2, 2, 2] > 0.85  # solvent where the halves differ by 3 % of the peak: confident
+    agreeing, disagreeing = conf[20, 32, 32], conf[46, 32, 32]
+    assert agreeing > 0.9 and disagreeing < 0.2
+    assert conf[2, 2, 2] > 0.9  # empty solvent where the halves differ by a few % of the peak: confident
+    # the calibrated curve: a predicted error of CALIBRATION_X0 x peak density is an even chance
+    assert np.isclose(1 / (1 + (CALIBRATION_X0 / CALIBRATION_X0) ** CALIBRATION_POWER), 0.5)
 
 
 def test_local_resolution_separates_sharp_and_blurred_regions():

@@ -43,6 +43,19 @@ def test_fast_tiling_is_exact_for_pointwise_functions_and_evaluates_few_cubes():
     assert count_cubes((256, 256, 256), TilingPlan.for_mode("fast")) == 8 ** 3  # 256 + 32 margin: (288 - 64) / 32 + 1 = 8 per axis
 
 
+def test_fast_cubes_start_at_the_first_voxel_like_the_originals():
+    """Cubes centred on the box faces would hold mostly solvent, which the network turns into texture."""
+    seen = []
+
+    def predict(batch):
+        seen.extend(batch[:, 0, 0, 0, 0].tolist())
+        return batch
+    x = np.arange(100 ** 3, dtype=np.float32).reshape((100,) * 3)
+    predict_tiled(x, predict, TilingPlan(cube=64, stride=32, mode="fast", skip_empty=False))
+    assert seen[0] == x[0, 0, 0]                                  # first cube: corner at voxel (0, 0, 0)
+    assert {0.0, float(x[32, 32, 32]), float(x[64, 64, 64])} <= set(seen)
+
+
 def test_cubes_outside_the_mask_are_skipped():
     x = np.zeros((128, 128, 128), np.float32)
     mask = np.zeros(x.shape, bool)

@@ -36,7 +36,7 @@ Output = namedtuple("Output", "name value")
 class outputs:
     """Output names and classes (not an Enum: members of the same class would be aliases of one another)."""
     outputVolume = Output("outputVolume", Volume)
-    confidenceMap = Output("confidenceMap", Volume)            # --preserveHalves: 0..1 agreement of the halves
+    confidenceMap = Output("confidenceMap", Volume)            # --preserveHalves: 0..1, P(local error < 0.1 peak)
     localResolutionMap = Output("localResolutionMap", Volume)  # --localResolution: local resolution (A) of input
 
     @classmethod
@@ -147,8 +147,9 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                       label="Preserve half maps?",
                       help="Process the two half maps independently (same normalisation) and output their average "
                            "with the two processed halves attached, so FSC and local-resolution protocols still "
-                           "work afterwards; also gives a confidence map (0..1: agreement of the processed "
-                           "halves) (flag --preserveHalves).")
+                           "work afterwards; also gives a confidence map (0..1: probability that the local error is "
+                           "below a tenth of the peak density, from the disagreement of the processed halves) "
+                           "(flag --preserveHalves).")
         form.addParam("localResolution", params.BooleanParam, default=False, condition=halvesCondition,
                       label="Local resolution?",
                       help="Also compute the local resolution (A) of the input half maps by a windowed FSC "
@@ -269,7 +270,8 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         if self.preservesHalves():
             methods.append("The two half maps were processed independently with the same normalisation; the output "
                            "is their average, with the processed halves kept for gold-standard FSC, and a "
-                           "confidence map (%s) measures the local agreement of the processed halves."
+                           "confidence map (%s) gives the probability that the local error is below a tenth of the "
+                           "peak density, predicted from the disagreement of the processed halves."
                            % self.getObjectTag(outputs.confidenceMap.name))
         if self.computesLocalResolution():
             methods.append("The local resolution of the input half maps was estimated by a windowed FSC (%s)."
