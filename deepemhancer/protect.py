@@ -3,7 +3,8 @@
 The network was trained on protein/nucleic-acid targets and suppresses density it has not seen (the original's
 issues #11 and #14). Inside a protect mask (a soft map in 0..1, or the zone around chosen atoms of a model), the
 output becomes a blend of the network's prediction and the input, the input first brought to the output's
-intensity scale by a least-squares fit over the molecule, so protected density neither vanishes nor stands out.
+intensity scale by a least-squares fit (through the origin) over the molecule, so protected density neither vanishes
+nor stands out.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ def apply_protect_mask(output: np.ndarray, original: np.ndarray, protect: np.nda
     if not w.any():
         return output.copy()
     smooth = ndimage.gaussian_filter(original.astype(np.float32), lowpass_voxels) if lowpass_voxels else original
-    # fit the scale where the network kept density, outside the protected zone
+    # fit the scale where the network kept density, outside the protected zone. Through the origin: solvent is 0
+    # in both maps, and a fitted offset (negative where the network sharpens the strongest density) would erase
+    # weak protected density such as lipids (measured: a lipid-like blob kept at 0.26 of its contrast with an
+    # offset, 0.95 without)
     molecule = (output > np.percentile(output, 90)) & (w < 0.5)
-    a, b = intensity_scale(smooth, output, molecule)
-    a = max(a, 0.0)
-    return ((1 - w) * output + w * (a * smooth + b)).astype(np.float32)
+    s, t = smooth[molecule].astype(np.float64), output[molecule].astype(np.float64)
+    scale = max(float((s * t).sum() / (s * s).sum()), 0.0) if s.size >= 10 and s.any() else 1.0
+    return ((1 - w) * output + w * scale * smooth).astype(np.float32)
 
 
 def zone_mask(shape: tuple[int, int, int], voxel_size: tuple[float, float, float], origin: tuple[float, float, float],
