@@ -35,8 +35,14 @@ def test_confidence_is_higher_where_processed_halves_agree_than_where_they_do_no
     agreeing, disagreeing = conf[20, 32, 32], conf[46, 32, 32]
     assert agreeing > 0.9 and disagreeing < 0.2
     assert conf[2, 2, 2] > 0.9  # empty solvent where the halves differ by a few % of the peak: confident
-    # the calibrated curve: a predicted error of CALIBRATION_X0 x peak density is an even chance
-    assert np.isclose(1 / (1 + (CALIBRATION_X0 / CALIBRATION_X0) ** CALIBRATION_POWER), 0.5)
+
+
+def test_confidence_follows_the_calibrated_curve():
+    """Halves that differ by CALIBRATION_X0 x the peak density are an even chance; half that, far more likely."""
+    ones = np.ones((24, 24, 24), np.float32)
+    for spread, expected in ((CALIBRATION_X0, 0.5), (CALIBRATION_X0 / 2, 1 / (1 + 0.5 ** CALIBRATION_POWER))):
+        conf = confidence_map(ones + spread / 2, ones - spread / 2)
+        np.testing.assert_allclose(conf, expected, rtol=1e-4)
 
 
 def test_local_resolution_separates_sharp_and_blurred_regions():
