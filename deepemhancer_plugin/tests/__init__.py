@@ -14,6 +14,7 @@ half maps, their average and a binary mask.
 
 import os
 import subprocess
+import time
 
 import mrcfile
 import numpy as np
@@ -21,6 +22,7 @@ from pwem.protocols import ProtImportMask, ProtImportVolumes
 
 from .. import Plugin
 from ..constants import MODEL_KINDS, enginePackageDir, modelMetadataName
+from ..protocols import DeepEMhancerProtPostProcess
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SAMPLING = 2.1
@@ -69,7 +71,22 @@ def shippedModel(kind=MODEL_KINDS[0]):
 
 
 class ImportMixin:
-    """Imports of the shipped test maps into cls.proj (a BaseTest with setupTestProject)."""
+    """Imports of the shipped test maps into cls.proj (a BaseTest with setupTestProject), and post-processing runs
+    shared between the test cases of a class (cls.runs: label -> finished protocol)."""
+
+    def launchPostProcessOnce(self, label, **kwargs):
+        """Validate and run DeepEMhancerProtPostProcess with these parameters once per label (each run costs
+        seconds of CPU), printing its wall time; later calls with the label return the finished run."""
+        if label in self.runs:
+            return self.runs[label]
+        prot = self.newProtocol(DeepEMhancerProtPostProcess, **kwargs)
+        prot.setObjLabel(label)
+        self.assertEqual(prot.validate(), [])
+        start = time.time()
+        self.launchProtocol(prot)
+        print("%s: %.1f s" % (label, time.time() - start))
+        self.runs[label] = prot
+        return prot
 
     @classmethod
     def importVolume(cls, path=MAP, halves=None, origin=ORIGIN, label=None):

@@ -14,7 +14,6 @@
 
 import os
 import re
-import time
 
 import mrcfile
 import numpy as np
@@ -59,17 +58,9 @@ class TestDeepEMhancerBeyond(BaseTest, ImportMixin):
 
     def runBeyond(self, label, **kwargs):
         """Run the protocol on the separate halves once per label."""
-        if label not in self.runs:
-            kwargs.update(inputType=INPUT_SEPARATE_HALVES, inputHalf1=self.half1, inputHalf2=self.half2,
-                          modelType=MODEL_CUSTOM, customModelFile=self.model)
-            prot = self.newProtocol(DeepEMhancerProtPostProcess, **kwargs)
-            prot.setObjLabel(label)
-            self.assertEqual(prot.validate(), [])
-            start = time.time()
-            self.launchProtocol(prot)
-            print("%s: %.1f s" % (label, time.time() - start))
-            self.runs[label] = prot
-        return self.runs[label]
+        kwargs.update(inputType=INPUT_SEPARATE_HALVES, inputHalf1=self.half1, inputHalf2=self.half2,
+                      modelType=MODEL_CUSTOM, customModelFile=self.model)
+        return self.launchPostProcessOnce(label, **kwargs)
 
     def beyond(self):
         return self.runBeyond("halves: preserve + locres + protect", preserveHalves=True, localResolution=True,

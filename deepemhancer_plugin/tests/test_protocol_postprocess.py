@@ -13,7 +13,6 @@
 
 import os
 import re
-import time
 
 import numpy as np
 from pyworkflow.object import RELATION_TRANSFORM
@@ -46,19 +45,10 @@ class TestDeepEMhancerPostProcess(BaseTest, ImportMixin):
     # ------------------------------------------------------------------ helpers
     def runDeepEMhancer(self, label, **kwargs):
         """Run the protocol once per label (runs are shared between test cases)."""
-        if label in self.runs:
-            return self.runs[label]
         kwargs.setdefault("modelType", MODEL_CUSTOM)
         if kwargs["modelType"] == MODEL_CUSTOM and kwargs.get("normalization") != NORM_MASK:
             kwargs.setdefault("customModelFile", self.noiseModel)
-        prot = self.newProtocol(DeepEMhancerProtPostProcess, **kwargs)
-        prot.setObjLabel(label)
-        self.assertEqual(prot.validate(), [])
-        start = time.time()
-        self.launchProtocol(prot)
-        print("%s: %.1f s" % (label, time.time() - start))
-        self.runs[label] = prot
-        return prot
+        return self.launchPostProcessOnce(label, **kwargs)
 
     def checkOutput(self, prot, inputData, reference=None):
         """Registered, on the input grid and origin, finite, and not the input; returns the output array."""
