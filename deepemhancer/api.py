@@ -24,10 +24,10 @@ from .confidence import confidence_map, local_resolution
 from .errors import InputError
 from .io import MapGrid, check_output_path, read_map, write_map
 from .models import LoadedModel, find_model, load_model
-from .normalize import NoiseStats, estimate_noise_stats, normalize, normalize_with_mask
+from .normalize import NoiseStats, estimate_noise_stats, normalize, normalize_with_mask, signal_gain
 from .protect import apply_protect_mask, zone_mask_from_model
 from .resample import resample_to_shape, shape_for_voxel_size
-from .tiling import TILINGS, TilingPlan, count_cubes, predict_tiled, signal_envelope
+from .tiling import TILINGS, count_cubes, predict_tiled, signal_envelope
 
 
 @dataclass
@@ -151,8 +151,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         stats = _noise_stats(volumes, options, float(voxel_xyz.mean()))
         normalised = [normalize(v, stats) for v in volumes]
 
-    plan = TilingPlan.for_mode(options.tiling, cube=meta.cube_size,
-                               stride=meta.stride if options.tiling == "original" else None)
+    plan = meta.tiling_plan(options.tiling)
     work_mask = resample_to_shape(mask.astype(np.float32), work_shape) > 0.5 if mask is not None else None
     total = count_cubes(work_shape, plan)
     bar, progress = _progress_bar(total * len(normalised), options.progress)
@@ -163,11 +162,16 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         if progress:
             progress(evaluated[0] + done)
 
+    gain = 1.0
+    if meta.input_gain:
+        # one signal level for all volumes (both halves are scaled alike, so their difference stays meaningful)
+        average = resample_to_shape(sum(normalised) / len(normalised), work_shape)
+        gain = signal_gain(average, signal_envelope(average))
     predictions = []
     try:
         for volume in normalised:
             # resample to the model's voxel size (per axis, so anisotropic voxels work), tile, predict, blend
-            work = resample_to_shape(volume, work_shape)
+            work = resample_to_shape(volume, work_shape) / np.float32(gain)
             cube_mask = work_mask
             if plan.skip_empty:
                 envelope = signal_envelope(work)

@@ -8,6 +8,13 @@ narrower variants can be trained and run on a CPU.
 
 The network is fully convolutional (input ``(None, None, None, 1)``): any cube whose side is a multiple of
 ``2**depth`` works, which lets tiling choose the cube size. PReLU slopes are shared over space (one per channel).
+
+Group normalisation computes its statistics over each cube, so a voxel's prediction depends on what else the cube
+holds: a cube of pure solvent is scaled up into texture, and overlapping cubes disagree. ``norm_layer="none"``
+drops the normalisation layers (the input is already normalised globally, noise SD 0.1): the network is then a
+function of the map itself, so any tiling gives the same output up to cube-border effects, and cubes can be as
+large as memory allows. :func:`deepemhancer.training.fold.fold_group_norm` turns a trained group-normalised model
+into this form by freezing each layer's statistics into its convolution.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ import keras
 from keras import layers
 
 
+NORM_LAYERS = ("group", "none")
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Architecture parameters of the U-Net (stored in each model's metadata)."""
@@ -26,8 +36,13 @@ class UNetConfig:
     convs_per_block: int = 3
     groups: int = 8
     kernel_size: int = 3
+    norm_layer: str = "group"       # "group" (paper) or "none" (tiling-independent, see module docstring)
     output_activation: str = "linear"
     name: str = "deepemhancer_unet"
+
+    def __post_init__(self):
+        if self.norm_layer not in NORM_LAYERS:
+            raise ValueError(f"unknown norm_layer {self.norm_layer!r}; choose one of {', '.join(NORM_LAYERS)}")
 
     @property
     def depth(self) -> int:
@@ -69,7 +84,8 @@ def _groups_for(width: int, groups: int) -> int:
 def _conv_norm_act(x, width: int, config: UNetConfig, name: str, strides: int = 1, transpose: bool = False):
     conv = layers.Conv3DTranspose if transpose else layers.Conv3D
     x = conv(width, config.kernel_size, strides=strides, padding="same", name=f"{name}_conv")(x)
-    x = layers.GroupNormalization(groups=_groups_for(width, config.groups), epsilon=1e-5, name=f"{name}_gn")(x)
+    if config.norm_layer == "group":
+        x = layers.GroupNormalization(groups=_groups_for(width, config.groups), epsilon=1e-5, name=f"{name}_gn")(x)
     return layers.PReLU(shared_axes=[1, 2, 3], name=f"{name}_prelu")(x)
 
 

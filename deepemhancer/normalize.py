@@ -150,3 +150,20 @@ def normalize_with_mask(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if iqr <= 0:
         raise InputError("the map is constant inside the mask; nothing to normalise.")
     return ((data - median) / iqr * binary).astype(np.float32)
+
+
+def signal_gain(data: np.ndarray, envelope: np.ndarray | None = None, percentile: float = 99.0) -> float:
+    """The map's signal level: the ``percentile``-th percentile of the noise-normalised map inside the molecule's
+    envelope (the whole map if the envelope is empty).
+
+    Models without normalisation layers see the map divided by this number, so that density of a given strength
+    relative to the map's strongest density looks the same in a noisy and in a clean map. Group normalisation gave
+    the paper's network that invariance cube by cube; one number per map gives it without making the output depend
+    on the tiling.
+    """
+    values = data[envelope] if envelope is not None and envelope.any() else data.ravel()
+    gain = float(np.percentile(values, percentile))
+    if not np.isfinite(gain) or gain <= 0:
+        raise InputError("the map has no positive density inside its envelope; check the map's sign (density "
+                         "must be positive) and its noise statistics.")
+    return gain

@@ -78,9 +78,16 @@ def cube_starts(padded_shape: tuple[int, ...], cube: int, stride: int) -> list[t
 
 
 def blend_window(cube: int, stride: int) -> np.ndarray:
-    """Separable raised-cosine weight that tapers towards the cube faces (never to zero, so edges stay defined)."""
-    t = (np.arange(cube) + 0.5) / cube
-    w1 = 0.02 + np.sin(np.pi * t) ** 2
+    """Separable blending weight: 1 in the cube's middle, a raised-cosine taper over the ``cube - stride`` voxels
+    that neighbouring cubes share at each face, never quite 0 (so edges stay defined).
+
+    At ``stride = cube / 2`` this is ``sin^2(pi t)`` across the whole cube. With larger strides the taper stays as
+    wide as the overlap, so a voxel near one cube's face is taken mostly from the cube in which it lies deeper:
+    predictions close to a face see less context (and, without normalisation layers, the zero padding)."""
+    overlap = max(cube - stride, 1)
+    i = np.arange(cube) + 0.5
+    ramp = np.minimum(1.0, np.minimum(i, cube - i) / overlap)
+    w1 = 0.02 + np.sin(0.5 * np.pi * ramp) ** 2
     return (w1[:, None, None] * w1[None, :, None] * w1[None, None, :]).astype(np.float32)
 
 

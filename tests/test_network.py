@@ -50,3 +50,36 @@ def test_config_round_trip_and_validation():
     assert UNetConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown"):
         UNetConfig.from_dict({"filters": [8], "dropout": 0.5})
+
+
+def test_without_normalisation_layers_a_voxel_does_not_depend_on_its_cube():
+    config = UNetConfig(filters=(4, 8), convs_per_block=1, groups=2, norm_layer="none")
+    model = build_unet(config)
+    assert not _layers_of(model, "GroupNormalization")
+    assert UNetConfig.from_dict(config.to_dict()) == config
+    x = np.random.default_rng(1).standard_normal((1, 48, 48, 48, 1)).astype(np.float32)
+    whole = np.asarray(model.predict_on_batch(x))[0, ..., 0]
+    # the same voxels inside a smaller cube (away from its faces) get the same prediction; with group
+    # normalisation they would not, because the cube's statistics change
+    part = np.asarray(model.predict_on_batch(x[:, 8:40, 8:40, 8:40]))[0, ..., 0]
+    np.testing.assert_allclose(part[12:20, 12:20, 12:20], whole[20:28, 20:28, 20:28], atol=1e-5)
+    with pytest.raises(ValueError, match="norm_layer"):
+        UNetConfig(norm_layer="batch")
+
+
+def test_folding_group_normalisation_reproduces_the_model_on_its_calibration_cube():
+    from deepemhancer.training.fold import fold_group_norm
+    config = UNetConfig(filters=(4, 8), convs_per_block=1, groups=2)
+    source = build_unet(config)
+    rng = np.random.default_rng(2)
+    for layer in source.layers:  # non-trivial gamma/beta
+        if layer.__class__.__name__ == "GroupNormalization":
+            layer.set_weights([rng.uniform(0.5, 2, w.shape).astype(np.float32) for w in layer.get_weights()])
+    cube = rng.standard_normal((1, 16, 16, 16, 1)).astype(np.float32)
+    folded = fold_group_norm(source, config, cube)
+    assert not _layers_of(folded, "GroupNormalization")
+    # statistics pooled over one cube are that cube's group statistics, so the outputs agree on it
+    np.testing.assert_allclose(np.asarray(folded.predict_on_batch(cube)), np.asarray(source.predict_on_batch(cube)),
+                               rtol=1e-3, atol=1e-4)
+    other = rng.standard_normal((1, 16, 16, 16, 1)).astype(np.float32) * 3
+    assert not np.allclose(folded.predict_on_batch(other), source.predict_on_batch(other), atol=1e-3)

@@ -41,14 +41,24 @@ class ModelMetadata:
     kind: str
     architecture: dict
     voxel_size: float = 1.0
-    cube_size: int = 64
+    cube_size: int = 64                   # the original tiling's cube and stride
     stride: int = 16
+    fast_cube: int | None = None          # the fast tiling's cube and stride (default: cube_size, half of it)
+    fast_stride: int | None = None
     normalization: str = "noise"          # "noise": noise mean 0 / SD 0.1; "mask": binary-mask normalisation
+    input_gain: str | None = None         # "envelope_p99": the map is divided by normalize.signal_gain first
     keras_backend: str = ""
     version: str = __version__
     description: str = ""
     training: dict = field(default_factory=dict)
     format: str = "deepemhancer-keras3"
+
+    def tiling_plan(self, mode: str):
+        """The :class:`~deepemhancer.tiling.TilingPlan` of tiling ``mode`` ("fast" or "original") for this model."""
+        from ..tiling import TilingPlan
+        if mode == "original":
+            return TilingPlan.for_mode(mode, cube=self.cube_size, stride=self.stride)
+        return TilingPlan.for_mode(mode, cube=self.fast_cube or self.cube_size, stride=self.fast_stride)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

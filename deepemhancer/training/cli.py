@@ -46,6 +46,13 @@ def _add_fit(sub):
     p.add_argument("--kind", default="tightTarget", choices=("tightTarget", "wideTarget", "highRes", "masked"))
     p.add_argument("--filters", default="16,32,64", help="U-Net widths per level (paper: 32,64,128)")
     p.add_argument("--convs-per-block", type=int, default=2, help="paper: 3")
+    p.add_argument("--norm-layer", default="group", choices=("group", "none"),
+                   help="group: group normalisation as in the paper; none: no normalisation layers, so the output "
+                        "does not depend on the tiling (with --init-weights from a group model, its normalisation "
+                        "is folded into the convolutions first). Default: %(default)s")
+    p.add_argument("--input-gain", default=None, choices=("envelope_p99",),
+                   help="divide each map by its signal level (99th percentile inside the envelope) before the "
+                        "network, at training and inference; meant for --norm-layer none")
     p.add_argument("--cube", type=int, default=32, help="training cube side in voxels (paper: 64)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--epochs", type=int, default=30)
@@ -100,7 +107,8 @@ def main(argv=None) -> int:
             from . import train
             cfg = train.TrainConfig(
                 kind=args.kind, filters=tuple(int(f) for f in args.filters.split(",")),
-                convs_per_block=args.convs_per_block, cube=args.cube, batch=args.batch, epochs=args.epochs,
+                convs_per_block=args.convs_per_block, norm_layer=args.norm_layer, input_gain=args.input_gain,
+                cube=args.cube, batch=args.batch, epochs=args.epochs,
                 steps_per_epoch=args.steps_per_epoch, val_cubes=args.val_cubes, lr=args.lr, seed=args.seed,
                 signal_fraction=args.signal_fraction, data_parallel=args.data_parallel,
                 init_weights=args.init_weights)

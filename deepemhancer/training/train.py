@@ -37,6 +37,7 @@ from scipy import ndimage
 from .. import normalize as norm
 from ..errors import InputError
 from ..network import UNetConfig, build_unet
+from ..tiling import predict_tiled, signal_envelope
 from . import prepare as prep
 
 KINDS = ("tightTarget", "wideTarget", "highRes", "masked")
@@ -54,6 +55,8 @@ class TrainConfig:
     filters: tuple = (16, 32, 64)
     convs_per_block: int = 2
     groups: int = 8
+    norm_layer: str = "group"               # "none": no normalisation layers (tiling-independent output)
+    input_gain: str | None = None           # "envelope_p99": inputs divided by normalize.signal_gain
     cube: int = 32
     batch: int = 4
     epochs: int = 30
@@ -84,7 +87,8 @@ class TrainConfig:
 
     @property
     def unet(self) -> UNetConfig:
-        return UNetConfig(filters=self.filters, convs_per_block=self.convs_per_block, groups=self.groups)
+        return UNetConfig(filters=self.filters, convs_per_block=self.convs_per_block, groups=self.groups,
+                          norm_layer=self.norm_layer)
 
     @property
     def normalization(self) -> str:
@@ -109,7 +113,7 @@ def _pad_to(a: np.ndarray, cube: int, mode: str) -> np.ndarray:
     return np.pad(a, pads, mode=mode) if any(p for _, p in pads) else a
 
 
-def load_volume(folder: str, entry: dict, kind: str, cube: int) -> Volume:
+def load_volume(folder: str, entry: dict, kind: str, cube: int, input_gain: str | None = None) -> Volume:
     with np.load(os.path.join(folder, entry["file"])) as z:
         x = z["input"].astype(np.float32)
         y = z[TARGET_KEY[kind]].astype(np.float32)
@@ -119,6 +123,8 @@ def load_volume(folder: str, entry: dict, kind: str, cube: int) -> Volume:
             raw = x * np.float32(10 * z["noise_std"]) + np.float32(z["noise_mean"])
             binary = (z["mask_wide"] > 0.5).astype(np.float32)
             x = norm.normalize_with_mask(raw, binary)
+    if input_gain:
+        x = x / np.float32(norm.signal_gain(x, signal_envelope(x)))
     x, y, mask = _pad_to(x, cube, "reflect"), _pad_to(y, cube, "constant"), _pad_to(mask, cube, "constant")
     sig = np.argwhere(mask > 0.5)
     if len(sig) > 4000:
@@ -136,7 +142,7 @@ def load_split(folders: list[str], split: str, cfg: TrainConfig, log=print) -> l
                 continue
             if cfg.max_resolution and e.get("fsc_resolution") and e["fsc_resolution"] > cfg.max_resolution:
                 continue
-            vols.append(load_volume(folder, e, cfg.kind, cfg.cube))
+            vols.append(load_volume(folder, e, cfg.kind, cfg.cube, cfg.input_gain))
     if not vols:
         raise InputError(f"no {split} pairs in {', '.join(folders)} for kind {cfg.kind}; run prepare first.")
     log(f"{split}: {len(vols)} maps, {sum(v.x.size for v in vols) / 1e6:.1f} M voxels at 1 A")
@@ -264,6 +270,23 @@ def build_model(cfg: TrainConfig):
     return model
 
 
+def _initialise_from(model, cfg: TrainConfig, train_vols: list[Volume], log) -> None:
+    """Copy another model's weights into ``model``; a group-normalised source is folded first when this run has
+    no normalisation layers (statistics from 64 training cubes drawn with their own seed)."""
+    from ..models import load_model
+    from .fold import fold_group_norm
+    loaded = load_model(cfg.init_weights)
+    source, source_config = loaded.model, UNetConfig.from_dict(loaded.metadata.architecture)
+    if source_config.norm_layer == "group" and cfg.norm_layer == "none":
+        rng = np.random.default_rng(cfg.seed + 104729)
+        cubes = np.concatenate([make_batch(train_vols, cfg, rng, train=False)[0] for _ in range(64 // cfg.batch)])
+        source = fold_group_norm(source, source_config, cubes)
+        log(f"folded the group normalisation of {cfg.init_weights} into its convolutions")
+    if [w.shape for w in source.weights] != [w.shape for w in model.weights]:
+        raise InputError(f"--init-weights {cfg.init_weights} has another architecture than this run.")
+    model.set_weights(source.get_weights())
+
+
 def _predict(model, x: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate([np.asarray(model.predict_on_batch(x[i:i + batch])) for i in range(0, len(x), batch)])
 
@@ -298,12 +321,10 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
         state = {"epoch": 0, "step": 0, "lr": cfg.lr, "best_val": None, "wait": 0, "wall_seconds": 0.0}
         log(f"new run {run}: {model.count_params():,} parameters, kind {cfg.kind}, backend {keras.backend.backend()}")
         if cfg.init_weights:
-            from ..models import load_model
-            source = load_model(cfg.init_weights).model
-            if [w.shape for w in source.weights] != [w.shape for w in model.weights]:
-                raise InputError(f"--init-weights {cfg.init_weights} has another architecture than this run.")
-            model.set_weights(source.get_weights())
-            log(f"initialised from {cfg.init_weights}")
+            _initialise_from(model, cfg, train_vols, log)
+            pred = _predict(model, xv, cfg.batch)
+            log(f"initialised from {cfg.init_weights}: val_mae={np.mean(np.abs(pred - yv)):.5f} "
+                f"val_cc={np.mean([pearson(a, b) for a, b in zip(pred, yv) if b.std() > 0]):.4f}")
     else:
         rng.bit_generator.state = state["rng"]
         log(f"resuming {run} at epoch {state['epoch']} (step {state['step']}, lr {state['lr']:g})")
@@ -374,7 +395,7 @@ def training_metadata(cfg: TrainConfig, state: dict, folders, train_vols, val_vo
     stride = cfg.inference_stride or cube // 4
     return {
         "kind": cfg.kind, "architecture": cfg.unet.to_dict(), "voxel_size": 1.0, "cube_size": cube,
-        "stride": stride, "normalization": cfg.normalization, "keras_backend": keras.backend.backend(),
+        "stride": stride, "normalization": cfg.normalization, "input_gain": cfg.input_gain, "keras_backend": keras.backend.backend(),
         "description": f"DeepEMhancer-style {cfg.kind} model trained on simulated pairs from atomic models "
                        f"(deepemhancer-train); see MODEL_CARD.md.",
         "training": {
@@ -411,10 +432,9 @@ def load_for_eval(path: str, kind: str):
 def evaluate(pairs: str, model_path: str, *, kind: str = "tightTarget", split: str = "test",
              csv_path: str | None = None, tiling: str = "fast") -> list[dict]:
     """Per pair: CC with the target of the input and of the tiled prediction (whole box and inside the mask)."""
-    from ..tiling import TilingPlan, predict_tiled, signal_envelope
+    from ..models import ModelMetadata
     model, meta = load_for_eval(model_path, kind)
-    cube = int(meta["cube_size"])
-    plan = TilingPlan.for_mode(tiling, cube=cube, stride=cube // 2 if tiling == "fast" else int(meta["stride"]))
+    plan = ModelMetadata.from_dict(meta).tiling_plan(tiling)
     index = prep.load_index(pairs)
     rows = []
     for e in index["pairs"]:
@@ -428,6 +448,8 @@ def evaluate(pairs: str, model_path: str, *, kind: str = "tightTarget", split: s
                 raw = x * np.float32(10 * z["noise_std"]) + np.float32(z["noise_mean"])
                 x = norm.normalize_with_mask(raw, (z["mask_wide"] > 0.5).astype(np.float32))
         t0 = time.time()
+        if meta.get("input_gain"):
+            x = x / np.float32(norm.signal_gain(x, signal_envelope(x)))
         envelope = signal_envelope(x) if plan.skip_empty else None  # as `deepemhancer` does in fast tiling
         pred = predict_tiled(x, lambda b: np.asarray(model.predict_on_batch(b)), plan, batch_size=4, mask=envelope)
         rows.append({"name": e["name"], "fsc_resolution": e.get("fsc_resolution"), "shape": "x".join(map(str, x.shape)),
