@@ -15,6 +15,7 @@ the detergent and lipid blobs of the training data, which the targets exclude) a
 as strong as the protein's 90th percentile).
 
     python benchmarks/benchmark_confidence.py --pairs work-data/pairs [--model DIR] [--limit 10]
+    python benchmarks/benchmark_confidence.py --split val --fit-calibration    # refit the calibration constants
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help="model folder or file (default: the shipped tightTarget)")
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--split", default="test")
+    parser.add_argument("--fit-calibration", action="store_true",
+                        help="only the confidence part, then fit the calibration constants of deepemhancer.confidence "
+                             "to these maps (run on --split val) and print them")
     args = parser.parse_args(argv)
     devices.configure("-1")
     from deepemhancer.api import EnhanceOptions, enhance
@@ -78,6 +82,10 @@ def main(argv=None) -> int:
         calibration.append((result.confidence[near], error[near] < CONFIDENT_ERROR * peak))
         cc = float(np.corrcoef(result.data.ravel(), target.ravel())[0, 1])
         cc_in = float(np.corrcoef(((h1 + h2) / 2).ravel(), target.ravel())[0, 1])
+        if args.fit_calibration:
+            print(f"{pair['name']}: CC input {cc_in:.3f} output {cc:.3f}, Spearman {rho:.3f} / 1 A {rho_local:.3f}",
+                  flush=True)
+            continue
 
         # protect: a blob of non-protein density beside the molecule, in both halves (see the module docstring)
         com = np.array(ndimage.center_of_mass(envelope))
@@ -109,6 +117,9 @@ def main(argv=None) -> int:
               f"Spearman(1-confidence, |error|) {rho:.3f} (1 A error {rho_local:.3f}); blob kept: lipid-like "
               f"{ratios[0]:.2f} -> protected {ratios[1]:.2f}, ligand-strength {ratios[2]:.2f} -> {ratios[3]:.2f}",
               flush=True)
+    if args.fit_calibration:
+        fit_calibration(np.concatenate([c for c, _ in calibration]), np.concatenate([o for _, o in calibration]))
+        return 0
     print("\n| map | half-map FSC res (A) | CC input | CC output | Spearman(1-conf, abs error) | same, 1 A error | "
           "lipid-like blob kept (default) | protected | ligand-strength blob kept (default) | protected |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -129,6 +140,25 @@ def main(argv=None) -> int:
         if sel.any():
             print(f"| {lo:.1f}-{hi:.1f} | {int(sel.sum())} | {confidence[sel].mean():.2f} | {ok[sel].mean():.2f} |")
     return 0
+
+
+def fit_calibration(confidence: np.ndarray, ok: np.ndarray) -> None:
+    """Fit P(ok) = 1 / (1 + (x / x0) ** power) by maximum likelihood, x = the predicted error behind each confidence
+    (the current calibration inverted)."""
+    from scipy.optimize import minimize
+    from deepemhancer import confidence as conf_module
+
+    c = np.clip(confidence.astype(np.float64), 1e-6, 1 - 1e-6)
+    x = conf_module.CALIBRATION_X0 * ((1 - c) / c) ** (1 / conf_module.CALIBRATION_POWER)
+
+    def loss(params):
+        p = np.clip(1 / (1 + (x / np.exp(params[0])) ** params[1]), 1e-9, 1 - 1e-9)
+        return -np.mean(np.where(ok, np.log(p), np.log(1 - p)))
+
+    best = minimize(loss, [np.log(conf_module.CALIBRATION_X0), conf_module.CALIBRATION_POWER], method="Nelder-Mead")
+    print(f"\nfitted on {confidence.size} voxels: CALIBRATION_X0 = {np.exp(best.x[0]):.4f}, "
+          f"CALIBRATION_POWER = {best.x[1]:.3f} (mean log-likelihood {-best.fun:.4f}; current constants "
+          f"{-loss([np.log(conf_module.CALIBRATION_X0), conf_module.CALIBRATION_POWER]):.4f})")
 
 
 if __name__ == "__main__":

@@ -104,3 +104,18 @@ def test_mask_normalisation():
         normalize_with_mask(data, mask[:-1])
     with pytest.raises(InputError, match="constant"):
         normalize_with_mask(data, np.zeros_like(mask))
+
+
+def test_signal_gain_is_the_envelope_percentile_and_refuses_inverted_maps():
+    from deepemhancer.normalize import signal_gain
+    rng = np.random.default_rng(4)
+    data = (0.1 * rng.standard_normal((40, 40, 40))).astype(np.float32)
+    envelope = np.zeros(data.shape, bool)
+    envelope[10:30, 10:30, 10:30] = True
+    data[envelope] += 2.0
+    gain = signal_gain(data, envelope)
+    assert gain == pytest.approx(np.percentile(data[envelope], 99))
+    assert signal_gain(3 * data, envelope) == pytest.approx(3 * gain)         # scales with the map
+    assert signal_gain(data, np.zeros(data.shape, bool)) == pytest.approx(np.percentile(data, 99))
+    with pytest.raises(InputError, match="sign"):
+        signal_gain(-np.abs(data), envelope)

@@ -55,6 +55,12 @@ def _add_fit(sub):
                         "network, at training and inference; meant for --norm-layer none")
     p.add_argument("--cube", type=int, default=32, help="training cube side in voxels (paper: 64)")
     p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--inference-tiling", metavar="CUBE/STRIDE", default=None,
+                   help="cube and stride of the original tiling, stored in the model (default: training cube, a "
+                        "quarter of it; DeepEMhancer's: 64/16)")
+    p.add_argument("--fast-tiling", metavar="CUBE/STRIDE", default=None,
+                   help="cube and stride of the fast (default) tiling, stored in the model (default: the original "
+                        "tiling's cube, half of it); measure candidates with benchmarks/benchmark_tiling.py")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--val-cubes", type=int, default=48, help="fixed validation cubes")
@@ -80,6 +86,17 @@ def _add_evaluate(sub):
     p.add_argument("--split", default="test")
     p.add_argument("--csv", default=None, help="write the per-pair table here")
     p.add_argument("--tiling", default="fast", choices=("fast", "original"))
+
+
+def _tiling(prefix: str, value: str | None) -> dict:
+    """``CUBE/STRIDE`` -> TrainConfig fields ``<prefix>_cube`` and ``<prefix>_stride``."""
+    if value is None:
+        return {}
+    try:
+        cube, stride = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise InputError(f"tiling {value!r} must be CUBE/STRIDE, e.g. 64/16") from None
+    return {f"{prefix}_cube": cube, f"{prefix}_stride": stride}
 
 
 def main(argv=None) -> int:
@@ -111,7 +128,8 @@ def main(argv=None) -> int:
                 cube=args.cube, batch=args.batch, epochs=args.epochs,
                 steps_per_epoch=args.steps_per_epoch, val_cubes=args.val_cubes, lr=args.lr, seed=args.seed,
                 signal_fraction=args.signal_fraction, data_parallel=args.data_parallel,
-                init_weights=args.init_weights)
+                init_weights=args.init_weights, **_tiling("inference", args.inference_tiling),
+                **_tiling("fast", args.fast_tiling))
             train.fit(args.pairs, args.output, cfg, install_dir=args.install, verbose=not args.quiet)
         elif args.command == "evaluate":
             from . import train

@@ -69,8 +69,10 @@ class TrainConfig:
     seed: int = 0
     signal_fraction: float | None = None
     max_resolution: float | None = None     # highRes: only pairs with FSC resolution better than this
-    inference_cube: int | None = None       # cube/stride written to the metadata (default: training cube)
-    inference_stride: int | None = None
+    inference_cube: int | None = None       # original tiling's cube/stride in the metadata (default: training
+    inference_stride: int | None = None     # cube, a quarter of it)
+    fast_cube: int | None = None            # fast tiling's cube/stride in the metadata (default: inference cube,
+    fast_stride: int | None = None          # half of it)
     data_parallel: bool = False
     init_weights: str | None = None         # start a new run from another model's weights (fine-tuning)
 
@@ -395,7 +397,8 @@ def training_metadata(cfg: TrainConfig, state: dict, folders, train_vols, val_vo
     stride = cfg.inference_stride or cube // 4
     return {
         "kind": cfg.kind, "architecture": cfg.unet.to_dict(), "voxel_size": 1.0, "cube_size": cube,
-        "stride": stride, "normalization": cfg.normalization, "input_gain": cfg.input_gain, "keras_backend": keras.backend.backend(),
+        "stride": stride, "fast_cube": cfg.fast_cube, "fast_stride": cfg.fast_stride,
+        "normalization": cfg.normalization, "input_gain": cfg.input_gain, "keras_backend": keras.backend.backend(),
         "description": f"DeepEMhancer-style {cfg.kind} model trained on simulated pairs from atomic models "
                        f"(deepemhancer-train); see MODEL_CARD.md.",
         "training": {
