@@ -151,7 +151,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         stats = _noise_stats(volumes, options, float(voxel_xyz.mean()))
         normalised = [normalize(v, stats) for v in volumes]
 
-    plan = meta.tiling_plan(options.tiling)
+    plan = meta.tiling_plan(options.tiling).fitted(work_shape)
     work_mask = resample_to_shape(mask.astype(np.float32), work_shape) > 0.5 if mask is not None else None
     total = count_cubes(work_shape, plan)
     bar, progress = _progress_bar(total * len(normalised), options.progress)
@@ -162,6 +162,8 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         if progress:
             progress(evaluated[0] + done)
 
+    # -b counts 64^3 cubes, as in the original: larger cubes go fewer to a batch, so memory stays the same
+    batch_size = max(1, options.batch_size * 64 ** 3 // plan.cube ** 3)
     gain = 1.0
     if meta.input_gain:
         # one signal level for all volumes (both halves are scaled alike, so their difference stays meaningful)
@@ -176,7 +178,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
             if plan.skip_empty:
                 envelope = signal_envelope(work)
                 cube_mask = envelope if cube_mask is None else (cube_mask | envelope)
-            predicted = predict_tiled(work, model.predict, plan, batch_size=options.batch_size, mask=cube_mask,
+            predicted = predict_tiled(work, model.predict, plan, batch_size=batch_size, mask=cube_mask,
                                       progress=counting_progress)
             evaluated[0] += evaluated[1]
             if options.cleaning_strength is not None and options.cleaning_strength > 0:

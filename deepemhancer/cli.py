@@ -73,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="GPU ids, comma separated; -1 = CPU; all = every GPU of the job. Default: %(default)s "
                               "(the CPU is used when no GPU is present)")
     compute.add_argument("-b", "--batch_size", type=int, default=8,
-                         help="cubes per step per GPU; lower it on out-of-memory errors. Default: %(default)s")
+                         help="64^3 cubes per step per GPU (larger cubes of the fast tiling count as several); "
+                              "lower it on out-of-memory errors. Default: %(default)s")
     compute.add_argument("--tiling", default="fast", choices=["fast", "original"],
-                         help="fast: half-cube stride, smooth blending, empty cubes skipped (default); original: "
+                         help="fast: the model's large cubes with a thin smooth-blended overlap, empty cubes "
+                              "skipped (default; same output as original for the shipped models); original: "
                               "DeepEMhancer 0.17's 64^3 cubes at stride 16 with uniform averaging")
     compute.add_argument("--backend", default="auto", choices=["auto", "tensorflow", "torch", "jax"],
                          help="Keras backend; auto = $KERAS_BACKEND, else torch if installed (faster on CPU)")

@@ -40,7 +40,8 @@ def test_fast_tiling_is_exact_for_pointwise_functions_and_evaluates_few_cubes():
     plan = TilingPlan(cube=64, stride=32, mode="fast", skip_empty=False)
     out = predict_tiled(x, np.tanh, plan, batch_size=4)
     np.testing.assert_allclose(out, np.tanh(x), atol=1e-5)
-    assert count_cubes((256, 256, 256), TilingPlan.for_mode("fast")) == 8 ** 3  # 256 + 32 margin: (288 - 64) / 32 + 1 = 8 per axis
+    # the last voxel must lie in the core of the last cube: 256 + 16 - 64 = 208 -> 7 strides, 8 cubes per axis
+    assert count_cubes((256, 256, 256), TilingPlan.for_mode("fast")) == 8 ** 3
 
 
 def test_fast_cubes_start_at_the_first_voxel_like_the_originals():
@@ -103,3 +104,14 @@ def test_default_and_original_tilings_agree_with_the_shipped_model():
            for tiling in ("fast", "original")}
     assert out["fast"].cubes_evaluated < out["original"].cubes_evaluated
     assert np.corrcoef(out["fast"].data.ravel(), out["original"].data.ravel())[0, 1] >= 0.99
+
+
+def test_a_map_smaller_than_the_fast_cube_gets_a_cube_of_its_size():
+    plan = TilingPlan.for_mode("fast", cube=128, stride=112)
+    small = plan.fitted((60, 50, 40))
+    assert (small.cube, small.stride) == (80, 64)                  # 60 + 16 overlap, rounded up to 16
+    assert plan.fitted((200, 200, 200)) == plan
+    assert TilingPlan.for_mode("original").fitted((30, 30, 30)) == TilingPlan.for_mode("original")
+    x = np.random.default_rng(3).standard_normal((60, 50, 40)).astype(np.float32)
+    np.testing.assert_allclose(predict_tiled(x, np.tanh, small), np.tanh(x), atol=1e-5)
+    assert count_cubes(x.shape, small) == 1
