@@ -17,14 +17,16 @@ from scipy import ndimage
 from .resample import resample_to_shape
 
 
-# Calibration on the 10 synthetic validation maps (shipped tightTarget, fast tiling): the fraction of voxels within
-# 4 A of the molecule whose error is below 0.1 x peak density, against the predicted error x, fitted by
-# 1 / (1 + (x / CALIBRATION_X0) ** CALIBRATION_POWER). A density term (AMPLITUDE_WEIGHT > 0) ranks the voxel error
-# slightly better (Spearman 0.44 -> 0.50 on the test maps with weight 1) but marks the strongest, best-agreeing
-# density as the least reliable, which would mislead a user reading the map: it is off by default.
+# Calibration on 10 synthetic validation maps (shipped tightTarget, fast tiling; refit with
+# `benchmarks/benchmark_confidence.py --split val --limit 10 --fit-calibration` whenever the model changes): the
+# fraction of voxels within 4 A of the molecule whose error is below 0.1 x peak density, against the predicted error
+# x, fitted by maximum likelihood to 1 / (1 + (x / CALIBRATION_X0) ** CALIBRATION_POWER). A density term
+# (AMPLITUDE_WEIGHT > 0) ranked the voxel error slightly better with the earlier group-normalised model (Spearman
+# 0.44 -> 0.50 on the test maps with weight 1) but marks the strongest, best-agreeing density as the least
+# reliable, which would mislead a user reading the map: it is off by default.
 AMPLITUDE_WEIGHT = 0.0
-CALIBRATION_X0 = 0.1908
-CALIBRATION_POWER = 2.350
+CALIBRATION_X0 = 0.2239
+CALIBRATION_POWER = 1.884
 
 
 def predicted_error(half1: np.ndarray, half2: np.ndarray, *, voxel_size: float = 1.0,

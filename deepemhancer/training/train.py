@@ -437,7 +437,7 @@ def evaluate(pairs: str, model_path: str, *, kind: str = "tightTarget", split: s
     """Per pair: CC with the target of the input and of the tiled prediction (whole box and inside the mask)."""
     from ..models import ModelMetadata
     model, meta = load_for_eval(model_path, kind)
-    plan = ModelMetadata.from_dict(meta).tiling_plan(tiling)
+    tiling_plan = ModelMetadata.from_dict(meta).tiling_plan(tiling)
     index = prep.load_index(pairs)
     rows = []
     for e in index["pairs"]:
@@ -453,7 +453,8 @@ def evaluate(pairs: str, model_path: str, *, kind: str = "tightTarget", split: s
         t0 = time.time()
         if meta.get("input_gain"):
             x = x / np.float32(norm.signal_gain(x, signal_envelope(x)))
-        envelope = signal_envelope(x) if plan.skip_empty else None  # as `deepemhancer` does in fast tiling
+        plan = tiling_plan.fitted(x.shape)  # as `deepemhancer` does
+        envelope = signal_envelope(x) if plan.skip_empty else None
         pred = predict_tiled(x, lambda b: np.asarray(model.predict_on_batch(b)), plan, batch_size=4, mask=envelope)
         rows.append({"name": e["name"], "fsc_resolution": e.get("fsc_resolution"), "shape": "x".join(map(str, x.shape)),
                      "cc_input": round(pearson(x, y), 4), "cc_output": round(pearson(pred, y), 4),
