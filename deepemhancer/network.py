@@ -11,10 +11,11 @@ The network is fully convolutional (input ``(None, None, None, 1)``): any cube w
 
 Group normalisation computes its statistics over each cube, so a voxel's prediction depends on what else the cube
 holds: a cube of pure solvent is scaled up into texture, and overlapping cubes disagree. ``norm_layer="none"``
-drops the normalisation layers (the input is already normalised globally, noise SD 0.1): the network is then a
-function of the map itself, so any tiling gives the same output up to cube-border effects, and cubes can be as
-large as memory allows. :func:`deepemhancer.training.fold.fold_group_norm` turns a trained group-normalised model
-into this form by freezing each layer's statistics into its convolution.
+drops the normalisation layers (the input is normalised once per map instead: noise SD 0.1, then divided by its
+signal level, :func:`deepemhancer.normalize.signal_gain`): the network is then a function of the map itself, so
+any tiling gives the same output up to cube-border effects, and cubes can be as large as memory allows.
+:func:`deepemhancer.training.fold.fold_group_norm` turns a trained group-normalised model into this form by freezing
+each layer's statistics into its convolution.
 """
 
 from __future__ import annotations

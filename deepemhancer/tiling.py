@@ -50,7 +50,6 @@ class TilingPlan:
             return cls(cube=cube, stride=stride or cube // 2, mode="fast", skip_empty=True)
         raise ValueError(f"unknown tiling {mode!r}; choose one of {TILINGS}")
 
-
     def fitted(self, shape: tuple[int, ...], multiple: int = 16) -> "TilingPlan":
         """A fast plan whose cube is no larger than the map needs: a map smaller than one cube is predicted as one
         cube of its own size plus the overlap (rounded up to ``multiple``), not in a cube mostly made of padding."""

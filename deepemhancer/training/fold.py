@@ -60,4 +60,3 @@ def fold_group_norm(source, config: UNetConfig, cubes: np.ndarray, batch: int = 
         conv.set_weights([(kernel * scale.reshape(shape)).astype(np.float32),
                           ((bias - mean) * scale + beta).astype(np.float32)])
     return target
-
