@@ -164,22 +164,20 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
 
     # -b counts 64^3 cubes, as in the original: larger cubes go fewer to a batch, so memory stays the same
     batch_size = max(1, options.batch_size * 64 ** 3 // plan.cube ** 3)
-    gain = 1.0
-    if meta.input_gain:
-        # one signal level for all volumes (both halves are scaled alike, so their difference stays meaningful)
-        average = resample_to_shape(sum(normalised) / len(normalised), work_shape)
-        gain = signal_gain(average, signal_envelope(average))
+    # resample to the model's voxel size (per axis, so anisotropic voxels work); one envelope and one signal level
+    # per map, from the average of the volumes (both halves are scaled alike, so their difference stays meaningful)
+    works = [resample_to_shape(volume, work_shape) for volume in normalised]
+    average = works[0] if len(works) == 1 else sum(works) / len(works)
+    envelope = signal_envelope(average) if (plan.skip_empty or meta.input_gain) else None
+    gain = signal_gain(average, envelope) if meta.input_gain else 1.0
+    cube_mask = work_mask
+    if plan.skip_empty:
+        cube_mask = envelope if cube_mask is None else (cube_mask | envelope)
     predictions = []
     try:
-        for volume in normalised:
-            # resample to the model's voxel size (per axis, so anisotropic voxels work), tile, predict, blend
-            work = resample_to_shape(volume, work_shape) / np.float32(gain)
-            cube_mask = work_mask
-            if plan.skip_empty:
-                envelope = signal_envelope(work)
-                cube_mask = envelope if cube_mask is None else (cube_mask | envelope)
-            predicted = predict_tiled(work, model.predict, plan, batch_size=batch_size, mask=cube_mask,
-                                      progress=counting_progress)
+        for work in works:
+            predicted = predict_tiled(work / np.float32(gain), model.predict, plan, batch_size=batch_size,
+                                      mask=cube_mask, progress=counting_progress)
             evaluated[0] += evaluated[1]
             if options.cleaning_strength is not None and options.cleaning_strength > 0:
                 predicted = remove_small_components(predicted, options.cleaning_strength)
