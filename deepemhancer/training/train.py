@@ -451,11 +451,13 @@ def evaluate(pairs: str, model_path: str, *, kind: str = "tightTarget", split: s
                 raw = x * np.float32(10 * z["noise_std"]) + np.float32(z["noise_mean"])
                 x = norm.normalize_with_mask(raw, (z["mask_wide"] > 0.5).astype(np.float32))
         t0 = time.time()
+        # as `deepemhancer` does: one envelope for the signal level and the cubes to skip; the cube fitted to the map
+        plan = tiling_plan.fitted(x.shape)
+        envelope = signal_envelope(x) if (plan.skip_empty or meta.get("input_gain")) else None
         if meta.get("input_gain"):
-            x = x / np.float32(norm.signal_gain(x, signal_envelope(x)))
-        plan = tiling_plan.fitted(x.shape)  # as `deepemhancer` does
-        envelope = signal_envelope(x) if plan.skip_empty else None
-        pred = predict_tiled(x, lambda b: np.asarray(model.predict_on_batch(b)), plan, batch_size=4, mask=envelope)
+            x = x / np.float32(norm.signal_gain(x, envelope))
+        pred = predict_tiled(x, lambda b: np.asarray(model.predict_on_batch(b)), plan, batch_size=4,
+                             mask=envelope if plan.skip_empty else None)
         rows.append({"name": e["name"], "fsc_resolution": e.get("fsc_resolution"), "shape": "x".join(map(str, x.shape)),
                      "cc_input": round(pearson(x, y), 4), "cc_output": round(pearson(pred, y), 4),
                      "cc_input_mask": round(pearson(x[m], y[m]), 4), "cc_output_mask": round(pearson(pred[m], y[m]), 4),
