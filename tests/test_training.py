@@ -146,6 +146,36 @@ def test_fit_writes_csv_checkpoint_and_resumes(prepared, tmp_path):
     assert -1 <= float(row["cc_output"]) <= 1 and 0.3 < float(row["cc_input"]) < 1
 
 
+def test_noise_cubes_have_zero_targets_and_the_asked_noise_level(prepared):
+    from deepemhancer.training.train import TrainConfig, correlated_noise, load_split, make_batch
+    rng = np.random.default_rng(1)
+    sds = [correlated_noise(16, rng, (0.05, 0.2)).std() for _ in range(50)]
+    assert 0.045 < min(sds) and max(sds) < 0.22 and np.std(sds) > 0.02      # spread over the range
+    cfg = TrainConfig(cube=16, batch=64, filters=(4, 8), noise_cubes=0.5, signal_fraction=1.0)
+    x, y = make_batch(load_split([str(prepared)], "train", cfg, log=lambda *a: None), cfg, rng)
+    empty = np.all(y == 0, axis=(1, 2, 3, 4))               # every other cube is centred on the molecule
+    assert 20 <= empty.sum() <= 44                          # about half the cubes are pure noise with target 0
+    assert (np.abs(x[empty]).max(axis=(1, 2, 3, 4)) > 0.05).all()
+
+
+def test_resuming_a_run_whose_log_lacks_a_newer_column(prepared, tmp_path):
+    from deepemhancer.training.cli import main
+    run = tmp_path / "run"
+    common = ["fit", "--pairs", str(prepared), "-o", str(run), "--filters", "4,8", "--cube", "16", "--batch", "2",
+              "--steps-per-epoch", "1", "--val-cubes", "2", "--quiet"]
+    assert main(common + ["--epochs", "1"]) == 0
+    rows = _rows(run / "log.csv")
+    with open(run / "log.csv", "w", newline="") as f:       # a log written before val_noise_rms existed
+        fields = [k for k in rows[0] if k != "val_noise_rms"]
+        writer = csv.DictWriter(f, fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(common + ["--epochs", "2"]) == 0
+    with open(run / "log.csv") as f:
+        lines = list(csv.reader(f))
+    assert [len(line) for line in lines] == [len(fields)] * 3
+
+
 def test_fit_refuses_to_resume_with_other_settings(prepared, tmp_path):
     from deepemhancer.training.cli import main
     run = tmp_path / "run"

@@ -67,6 +67,12 @@ def _add_fit(sub):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--signal-fraction", type=float, default=None,
                    help="fraction of cubes centred on the molecule (default: 0.75, highRes 0.9)")
+    p.add_argument("--noise-cubes", type=float, default=0.0,
+                   help="fraction of training cubes that are pure correlated noise with target 0 (default 0)")
+    p.add_argument("--noise-augment", type=float, default=0.0,
+                   help="fraction of the other cubes whose input gets the same kind of noise (default 0)")
+    p.add_argument("--noise-sd", nargs=2, type=float, default=(0.02, 0.3), metavar=("MIN", "MAX"),
+                   help="SD range of that noise, in network input units (default 0.02 0.3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-parallel", action="store_true",
                    help="replicate over all accelerators with keras.distribution.DataParallel (JAX backend)")
@@ -127,7 +133,8 @@ def main(argv=None) -> int:
                 convs_per_block=args.convs_per_block, norm_layer=args.norm_layer, input_gain=args.input_gain,
                 cube=args.cube, batch=args.batch, epochs=args.epochs,
                 steps_per_epoch=args.steps_per_epoch, val_cubes=args.val_cubes, lr=args.lr, seed=args.seed,
-                signal_fraction=args.signal_fraction, data_parallel=args.data_parallel,
+                signal_fraction=args.signal_fraction, noise_cubes=args.noise_cubes,
+                noise_augment=args.noise_augment, noise_sd=tuple(args.noise_sd), data_parallel=args.data_parallel,
                 init_weights=args.init_weights, **_tiling("inference", args.inference_tiling),
                 **_tiling("fast", args.fast_tiling))
             train.fit(args.pairs, args.output, cfg, install_dir=args.install, verbose=not args.quiet)

@@ -8,6 +8,13 @@ Recipe (the paper's, scaled to what the machine affords):
 * **Augmentation** (input and target together unless said): a random 90-degree rotation about a random axis and a
   random mirror (maps can come with either hand), then on the input only: Gaussian blur (sigma 0.5-1 voxel, 15 %),
   extra noise (SD 0-0.05, 20 %), patch corruption (a 4-12 voxel box zeroed, re-noised or blurred, 15 %).
+* **Noise cubes** (optional, ``noise_cubes``): a fraction of the cubes is pure correlated Gaussian noise (SD
+  log-uniform in ``noise_sd``, blur sigma 0.5-1.5 voxel) with a target of 0. The prepared boxes are tight, so
+  "empty" cubes still hold some molecule and the solvent is quieter than in many real boxes; without these a
+  network without normalisation layers paints faint texture on strong solvent noise, which the fast tiling (which
+  skips solvent) and the original tiling (which does not) then disagree on. ``noise_augment`` adds the same kind
+  of noise to that fraction of the other cubes' inputs (target unchanged), so that noise level alone does not
+  tell the network to output 0.
 * **Optimisation.** Mean absolute error; Adam at ``lr`` (1e-3), halved when the validation loss has not improved for
   5 epochs (ReduceLROnPlateau semantics, kept in the checkpoint so a resumed run continues exactly).
 * **Validation.** A fixed set of cubes from the val split (same cubes every epoch): MAE, and Pearson CC with the
@@ -43,8 +50,8 @@ from . import prepare as prep
 KINDS = ("tightTarget", "wideTarget", "highRes", "masked")
 TARGET_KEY = {"tightTarget": "target_tight", "highRes": "target_tight", "masked": "target_tight",
               "wideTarget": "target_wide"}
-CSV_FIELDS = ("epoch", "step", "lr", "train_mae", "val_mae", "val_cc", "val_cc_input", "epoch_seconds",
-              "seconds_per_step", "wall_seconds")
+CSV_FIELDS = ("epoch", "step", "lr", "train_mae", "val_mae", "val_cc", "val_cc_input", "val_noise_rms",
+              "epoch_seconds", "seconds_per_step", "wall_seconds")
 
 
 @dataclass
@@ -73,6 +80,9 @@ class TrainConfig:
     inference_stride: int | None = None     # cube, a quarter of it)
     fast_cube: int | None = None            # fast tiling's cube/stride in the metadata (default: inference cube,
     fast_stride: int | None = None          # half of it)
+    noise_cubes: float = 0.0               # fraction of pure-noise cubes (target 0)
+    noise_augment: float = 0.0             # fraction of other cubes given the same noise on the input
+    noise_sd: tuple = (0.02, 0.3)           # SD range of that noise (network input units: after the gain)
     data_parallel: bool = False
     init_weights: str | None = None         # start a new run from another model's weights (fine-tuning)
 
@@ -80,6 +90,7 @@ class TrainConfig:
         if self.kind not in KINDS:
             raise InputError(f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         self.filters = tuple(int(f) for f in self.filters)
+        self.noise_sd = tuple(float(v) for v in self.noise_sd)
         if self.signal_fraction is None:
             self.signal_fraction = 0.9 if self.kind == "highRes" else 0.75
         if self.max_resolution is None and self.kind == "highRes":
@@ -189,13 +200,28 @@ def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.
     return x.astype(np.float32), np.ascontiguousarray(y, dtype=np.float32)
 
 
+def correlated_noise(cube: int, rng: np.random.Generator, sd_range: tuple[float, float]) -> np.ndarray:
+    """Gaussian noise blurred by 0.5-1.5 voxels (as solvent noise in a map), SD log-uniform in ``sd_range``, plus
+    a small offset (an imperfect noise mean)."""
+    noise = ndimage.gaussian_filter(rng.standard_normal((cube,) * 3).astype(np.float32), rng.uniform(0.5, 1.5),
+                                    mode="wrap")
+    sd = np.exp(rng.uniform(np.log(sd_range[0]), np.log(sd_range[1])))
+    return (noise * np.float32(sd / noise.std()) + np.float32(rng.normal(0, 0.01))).astype(np.float32)
+
+
 def make_batch(vols: list[Volume], cfg: TrainConfig, rng: np.random.Generator, train: bool = True):
     xs, ys = [], []
     for _ in range(cfg.batch):
+        if train and cfg.noise_cubes and rng.random() < cfg.noise_cubes:
+            xs.append(correlated_noise(cfg.cube, rng, cfg.noise_sd))
+            ys.append(np.zeros((cfg.cube,) * 3, np.float32))
+            continue
         vol = vols[rng.integers(len(vols))]
         x, y = cut_cube(vol, cfg.cube, rng, signal=rng.random() < cfg.signal_fraction)
         if train:
             x, y = augment(x, y, rng)
+            if cfg.noise_augment and rng.random() < cfg.noise_augment:
+                x = x + correlated_noise(cfg.cube, rng, cfg.noise_sd)
         xs.append(x)
         ys.append(y)
     return np.stack(xs)[..., None], np.stack(ys)[..., None]
@@ -211,6 +237,12 @@ def validation_set(vols: list[Volume], cfg: TrainConfig) -> tuple[np.ndarray, np
         xs.append(x)
         ys.append(y)
     return np.stack(xs)[..., None], np.stack(ys)[..., None]
+
+
+def noise_validation_set(cfg: TrainConfig, n: int = 16) -> np.ndarray:
+    """Fixed pure-noise cubes (SD spread over 0.02-0.3) on which the output should be 0; seeded like the val set."""
+    rng = np.random.default_rng(cfg.seed + 104729)
+    return np.stack([correlated_noise(cfg.cube, rng, (0.02, 0.3)) for _ in range(n)])[..., None]
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -315,6 +347,7 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
     val_vols = load_split(folders, "val", cfg, log)
     xv, yv = validation_set(val_vols, cfg)
     cc_input = float(np.mean([pearson(a, b) for a, b in zip(xv, yv) if b.std() > 0]))
+    x_noise = noise_validation_set(cfg)
 
     model = build_model(cfg)
     state = load_checkpoint(run, model)
@@ -326,15 +359,19 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
             _initialise_from(model, cfg, train_vols, log)
             pred = _predict(model, xv, cfg.batch)
             log(f"initialised from {cfg.init_weights}: val_mae={np.mean(np.abs(pred - yv)):.5f} "
-                f"val_cc={np.mean([pearson(a, b) for a, b in zip(pred, yv) if b.std() > 0]):.4f}")
+                f"val_cc={np.mean([pearson(a, b) for a, b in zip(pred, yv) if b.std() > 0]):.4f} "
+                f"val_noise_rms={np.sqrt(np.mean(_predict(model, x_noise, cfg.batch) ** 2)):.5f}")
     else:
         rng.bit_generator.state = state["rng"]
         log(f"resuming {run} at epoch {state['epoch']} (step {state['step']}, lr {state['lr']:g})")
     model.optimizer.learning_rate.assign(state["lr"])
     csv_path = os.path.join(run, "log.csv")
-    new_csv = not os.path.exists(csv_path)
-    with open(csv_path, "a", newline="") as f:
-        if new_csv:
+    if os.path.exists(csv_path):  # a run started before a column was added keeps its columns
+        with open(csv_path, newline="") as f:
+            csv_fields = tuple(next(csv.reader(f), CSV_FIELDS))
+    else:
+        csv_fields = CSV_FIELDS
+        with open(csv_path, "w", newline="") as f:
             csv.writer(f).writerow(CSV_FIELDS)
 
     while state["epoch"] < cfg.epochs:
@@ -348,6 +385,7 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
         pred = _predict(model, xv, cfg.batch)
         val_mae = float(np.mean(np.abs(pred - yv)))
         val_cc = float(np.mean([pearson(a, b) for a, b in zip(pred, yv) if b.std() > 0]))
+        val_noise_rms = float(np.sqrt(np.mean(_predict(model, x_noise, cfg.batch) ** 2)))
         state["epoch"] += 1
         state["step"] += cfg.steps_per_epoch
         # ReduceLROnPlateau
@@ -368,13 +406,14 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
         row = {"epoch": state["epoch"], "step": state["step"], "lr": state["lr"],
                "train_mae": round(float(np.mean(losses)), 5), "val_mae": round(val_mae, 5),
                "val_cc": round(val_cc, 4), "val_cc_input": round(cc_input, 4),
+               "val_noise_rms": round(val_noise_rms, 5),
                "epoch_seconds": round(epoch_seconds, 1),
                "seconds_per_step": round(train_seconds / cfg.steps_per_epoch, 3),
                "wall_seconds": round(state["wall_seconds"], 1)}
         state["last_metrics"] = row
         state["rng"] = rng.bit_generator.state
         with open(csv_path, "a", newline="") as f:
-            csv.writer(f).writerow([row[k] for k in CSV_FIELDS])
+            csv.writer(f).writerow([row[k] for k in csv_fields])
         save_checkpoint(run, model, state)
         log(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
