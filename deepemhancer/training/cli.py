@@ -73,6 +73,8 @@ def _add_fit(sub):
                    help="fraction of the other cubes whose input gets the same kind of noise (default 0)")
     p.add_argument("--noise-sd", nargs=2, type=float, default=(0.02, 0.3), metavar=("MIN", "MAX"),
                    help="SD range of that noise, in network input units (default 0.02 0.3)")
+    p.add_argument("--noise-blur", nargs=2, type=float, default=(0.5, 1.0), metavar=("MIN", "MAX"),
+                   help="Gaussian blur of that noise in voxels (default 0.5 1.0: unfiltered half-map solvent)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-parallel", action="store_true",
                    help="replicate over all accelerators with keras.distribution.DataParallel (JAX backend)")
@@ -134,7 +136,8 @@ def main(argv=None) -> int:
                 cube=args.cube, batch=args.batch, epochs=args.epochs,
                 steps_per_epoch=args.steps_per_epoch, val_cubes=args.val_cubes, lr=args.lr, seed=args.seed,
                 signal_fraction=args.signal_fraction, noise_cubes=args.noise_cubes,
-                noise_augment=args.noise_augment, noise_sd=tuple(args.noise_sd), data_parallel=args.data_parallel,
+                noise_augment=args.noise_augment, noise_sd=tuple(args.noise_sd),
+                noise_blur=tuple(args.noise_blur), data_parallel=args.data_parallel,
                 init_weights=args.init_weights, **_tiling("inference", args.inference_tiling),
                 **_tiling("fast", args.fast_tiling))
             train.fit(args.pairs, args.output, cfg, install_dir=args.install, verbose=not args.quiet)

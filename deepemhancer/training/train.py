@@ -9,7 +9,7 @@ Recipe (the paper's, scaled to what the machine affords):
   random mirror (maps can come with either hand), then on the input only: Gaussian blur (sigma 0.5-1 voxel, 15 %),
   extra noise (SD 0-0.05, 20 %), patch corruption (a 4-12 voxel box zeroed, re-noised or blurred, 15 %).
 * **Noise cubes** (optional, ``noise_cubes``): a fraction of the cubes is pure correlated Gaussian noise (SD
-  log-uniform in ``noise_sd``, blur sigma 0.5-1.5 voxel) with a target of 0. The prepared boxes are tight, so
+  log-uniform in ``noise_sd``, blur sigma in ``noise_blur``) with a target of 0. The prepared boxes are tight, so
   "empty" cubes still hold some molecule and the solvent is quieter than in many real boxes; without these a
   network without normalisation layers paints faint texture on strong solvent noise, which the fast tiling (which
   skips solvent) and the original tiling (which does not) then disagree on. ``noise_augment`` adds the same kind
@@ -83,6 +83,7 @@ class TrainConfig:
     noise_cubes: float = 0.0               # fraction of pure-noise cubes (target 0)
     noise_augment: float = 0.0             # fraction of other cubes given the same noise on the input
     noise_sd: tuple = (0.02, 0.3)           # SD range of that noise (network input units: after the gain)
+    noise_blur: tuple = (0.5, 1.0)          # Gaussian blur (voxels) of that noise: unfiltered half-map solvent
     data_parallel: bool = False
     init_weights: str | None = None         # start a new run from another model's weights (fine-tuning)
 
@@ -91,6 +92,7 @@ class TrainConfig:
             raise InputError(f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         self.filters = tuple(int(f) for f in self.filters)
         self.noise_sd = tuple(float(v) for v in self.noise_sd)
+        self.noise_blur = tuple(float(v) for v in self.noise_blur)
         if self.signal_fraction is None:
             self.signal_fraction = 0.9 if self.kind == "highRes" else 0.75
         if self.max_resolution is None and self.kind == "highRes":
@@ -200,10 +202,11 @@ def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.
     return x.astype(np.float32), np.ascontiguousarray(y, dtype=np.float32)
 
 
-def correlated_noise(cube: int, rng: np.random.Generator, sd_range: tuple[float, float]) -> np.ndarray:
-    """Gaussian noise blurred by 0.5-1.5 voxels (as solvent noise in a map), SD log-uniform in ``sd_range``, plus
-    a small offset (an imperfect noise mean)."""
-    noise = ndimage.gaussian_filter(rng.standard_normal((cube,) * 3).astype(np.float32), rng.uniform(0.5, 1.5),
+def correlated_noise(cube: int, rng: np.random.Generator, sd_range: tuple[float, float],
+                     blur_range: tuple[float, float] = (0.5, 1.0)) -> np.ndarray:
+    """Gaussian noise blurred by ``blur_range`` voxels (as solvent noise in a map), SD log-uniform in ``sd_range``,
+    plus a small offset (an imperfect noise mean)."""
+    noise = ndimage.gaussian_filter(rng.standard_normal((cube,) * 3).astype(np.float32), rng.uniform(*blur_range),
                                     mode="wrap")
     sd = np.exp(rng.uniform(np.log(sd_range[0]), np.log(sd_range[1])))
     return (noise * np.float32(sd / noise.std()) + np.float32(rng.normal(0, 0.01))).astype(np.float32)
@@ -213,7 +216,7 @@ def make_batch(vols: list[Volume], cfg: TrainConfig, rng: np.random.Generator, t
     xs, ys = [], []
     for _ in range(cfg.batch):
         if train and cfg.noise_cubes and rng.random() < cfg.noise_cubes:
-            xs.append(correlated_noise(cfg.cube, rng, cfg.noise_sd))
+            xs.append(correlated_noise(cfg.cube, rng, cfg.noise_sd, cfg.noise_blur))
             ys.append(np.zeros((cfg.cube,) * 3, np.float32))
             continue
         vol = vols[rng.integers(len(vols))]
@@ -221,7 +224,7 @@ def make_batch(vols: list[Volume], cfg: TrainConfig, rng: np.random.Generator, t
         if train:
             x, y = augment(x, y, rng)
             if cfg.noise_augment and rng.random() < cfg.noise_augment:
-                x = x + correlated_noise(cfg.cube, rng, cfg.noise_sd)
+                x = x + correlated_noise(cfg.cube, rng, cfg.noise_sd, cfg.noise_blur)
         xs.append(x)
         ys.append(y)
     return np.stack(xs)[..., None], np.stack(ys)[..., None]
@@ -242,7 +245,7 @@ def validation_set(vols: list[Volume], cfg: TrainConfig) -> tuple[np.ndarray, np
 def noise_validation_set(cfg: TrainConfig, n: int = 16) -> np.ndarray:
     """Fixed pure-noise cubes (SD spread over 0.02-0.3) on which the output should be 0; seeded like the val set."""
     rng = np.random.default_rng(cfg.seed + 104729)
-    return np.stack([correlated_noise(cfg.cube, rng, (0.02, 0.3)) for _ in range(n)])[..., None]
+    return np.stack([correlated_noise(cfg.cube, rng, (0.02, 0.3), (0.5, 1.5)) for _ in range(n)])[..., None]
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
