@@ -17,7 +17,7 @@ from scipy import ndimage
 from .resample import resample_to_shape
 
 
-# Calibration on 10 synthetic validation maps (shipped tightTarget, fast tiling; refit with
+# Calibration on 10 synthetic validation maps (shipped tightTarget, stage 3, fast tiling; refit with
 # `benchmarks/benchmark_confidence.py --split val --limit 10 --fit-calibration` whenever the model changes): the
 # fraction of voxels within 4 A of the molecule whose error is below 0.1 x peak density, against the predicted error
 # x, fitted by maximum likelihood to 1 / (1 + (x / CALIBRATION_X0) ** CALIBRATION_POWER). A density term
@@ -25,8 +25,8 @@ from .resample import resample_to_shape
 # 0.44 -> 0.50 on the test maps with weight 1) but marks the strongest, best-agreeing density as the least
 # reliable, which would mislead a user reading the map: it is off by default.
 AMPLITUDE_WEIGHT = 0.0
-CALIBRATION_X0 = 0.2239
-CALIBRATION_POWER = 1.884
+CALIBRATION_X0 = 0.2102
+CALIBRATION_POWER = 1.822
 
 
 def predicted_error(half1: np.ndarray, half2: np.ndarray, *, voxel_size: float = 1.0,

@@ -71,8 +71,9 @@ def _add_fit(sub):
                    help="fraction of training cubes that are pure correlated noise with target 0 (default 0)")
     p.add_argument("--noise-augment", type=float, default=0.0,
                    help="fraction of the other cubes whose input gets the same kind of noise (default 0)")
-    p.add_argument("--noise-sd", nargs=2, type=float, default=(0.02, 0.3), metavar=("MIN", "MAX"),
-                   help="SD range of that noise, in network input units (default 0.02 0.3)")
+    p.add_argument("--noise-sd", nargs=2, type=float, default=(0.02, 0.2), metavar=("MIN", "MAX"),
+                   help="SD range of that noise, in network input units (default 0.02 0.2; stronger or smoother "
+                        "noise teaches the network to erase weak real density)")
     p.add_argument("--noise-blur", nargs=2, type=float, default=(0.5, 1.0), metavar=("MIN", "MAX"),
                    help="Gaussian blur of that noise in voxels (default 0.5 1.0: unfiltered half-map solvent)")
     p.add_argument("--seed", type=int, default=0)

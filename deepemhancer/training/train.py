@@ -82,7 +82,7 @@ class TrainConfig:
     fast_stride: int | None = None          # half of it)
     noise_cubes: float = 0.0               # fraction of pure-noise cubes (target 0)
     noise_augment: float = 0.0             # fraction of other cubes given the same noise on the input
-    noise_sd: tuple = (0.02, 0.3)           # SD range of that noise (network input units: after the gain)
+    noise_sd: tuple = (0.02, 0.2)           # SD range of that noise (network input units: after the gain)
     noise_blur: tuple = (0.5, 1.0)          # Gaussian blur (voxels) of that noise: unfiltered half-map solvent
     data_parallel: bool = False
     init_weights: str | None = None         # start a new run from another model's weights (fine-tuning)
