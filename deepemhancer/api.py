@@ -29,6 +29,8 @@ from .protect import apply_protect_mask, zone_mask_from_model
 from .resample import resample_to_shape, shape_for_voxel_size
 from .tiling import TILINGS, count_cubes, predict_tiled, signal_envelope
 
+RUNTIMES = ("auto", "openvino", "keras")
+
 
 @dataclass
 class EnhanceOptions:
@@ -44,6 +46,7 @@ class EnhanceOptions:
     preserve_halves: bool = False             # --preserveHalves: process the halves independently
     local_resolution: bool = False            # --localResolution: windowed FSC of the input halves
     gpus: int = 1                             # GPUs to split batches over (from -g)
+    runtime: str = "auto"                     # "openvino", "keras" or auto: OpenVINO when installed and no GPU
 
 
 @dataclass
@@ -53,6 +56,7 @@ class EnhanceResult:
     data: np.ndarray
     noise_stats: NoiseStats | None
     model_path: str
+    runtime: str                              # "openvino" or the Keras backend that ran the network
     cubes_evaluated: int
     cubes_total: int
     seconds: float
@@ -63,6 +67,8 @@ class EnhanceResult:
 
 
 def _check_options(options: EnhanceOptions, masked: bool) -> None:
+    if options.runtime not in RUNTIMES:
+        raise InputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {options.runtime!r}.")
     if options.tiling not in TILINGS:
         raise InputError(f"--tiling must be one of {', '.join(TILINGS)}, got {options.tiling!r}.")
     if options.batch_size < 1:
@@ -74,6 +80,13 @@ def _check_options(options: EnhanceOptions, masked: bool) -> None:
     if options.cleaning_strength is not None and options.cleaning_strength > 0 and options.cleaning_strength >= 1:
         raise InputError(f"--cleaningStrengh must be < 1 (a fraction of the foreground), got "
                          f"{options.cleaning_strength}.")
+
+
+def _runtime(options: EnhanceOptions) -> str:
+    if options.runtime != "auto":
+        return options.runtime
+    from .devices import installed, nvidia_gpus_present
+    return "openvino" if installed("openvino") and not nvidia_gpus_present() else "keras"
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -134,7 +147,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         raise InputError(f"the voxel size must be positive, got {tuple(voxel_xyz)}; give it with -s/--samplingRate.")
     if model is None:
         kind = "masked" if mask is not None else options.processing_type
-        model = load_model(find_model(kind, options.model_path), gpus=options.gpus)
+        model = load_model(find_model(kind, options.model_path), gpus=options.gpus, runtime=_runtime(options))
     meta = model.metadata
     work_shape = shape_for_voxel_size(data.shape, voxel_xyz[::-1], meta.voxel_size)
     if min(work_shape) < 8:
@@ -190,7 +203,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         out = resample_to_shape(work_map, data.shape)
         return apply_protect_mask(out, original, protect) if protect is not None else out
 
-    result = EnhanceResult(data=np.empty(0), noise_stats=stats, model_path=model.path,
+    result = EnhanceResult(data=np.empty(0), noise_stats=stats, model_path=model.path, runtime=model.runtime,
                            cubes_evaluated=evaluated[0], cubes_total=total * len(normalised), seconds=0.0)
     if options.preserve_halves:
         result.half1 = back(predictions[0], normalised[0])

@@ -79,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fast: the model's large cubes with a thin smooth-blended overlap, empty cubes "
                               "skipped (default; same output as original for the shipped models); original: "
                               "DeepEMhancer 0.17's 64^3 cubes at stride 16 with uniform averaging")
-    compute.add_argument("--backend", default="auto", choices=["auto", "tensorflow", "torch", "jax"],
-                         help="Keras backend; auto = $KERAS_BACKEND, else torch if installed (faster on CPU)")
+    compute.add_argument("--backend", default="auto", choices=["auto", "openvino", "tensorflow", "torch", "jax"],
+                         help="runtime of the network: openvino (CPU only, the fastest there) or a Keras backend; "
+                              "auto = openvino on the CPU when installed, else $KERAS_BACKEND, else torch if "
+                              "installed (one GPU), else tensorflow. Official .hd5 checkpoints always run on Keras")
     compute.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     other = parser.add_argument_group("other")
     other.add_argument("--download", nargs="?", const=DEFAULT_DOWNLOAD_DIR, metavar="DOWNLOAD_DEST",
@@ -130,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         noise_stats=tuple(args.noiseStats) if args.noiseStats else None,
         cleaning_strength=args.cleaningStrengh if args.cleaningStrengh and args.cleaningStrengh > 0 else None,
         batch_size=args.batch_size * max(1, n_gpus), tiling=args.tiling, progress=not args.quiet,
-        preserve_halves=args.preserveHalves, local_resolution=args.localResolution, gpus=max(1, n_gpus))
+        preserve_halves=args.preserveHalves, local_resolution=args.localResolution, gpus=max(1, n_gpus),
+        runtime="openvino" if backend == "openvino" else "keras")
     result = enhance_file(args.inputMap, args.outputMap, half2=args.halfMap2, mask_path=args.binaryMask,
                           sampling=args.samplingRate, options=options, protect_mask_path=args.protectMask,
                           protect_model_path=args.protectModel, protect_radius=args.protectRadius,
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         stats = result.noise_stats
         noise = f"noise mean {stats.mean:.5g} SD {stats.std:.5g} ({stats.method})" if stats else "mask normalisation"
         print(f"wrote {args.outputMap}: {noise}; model {result.model_path}; {result.cubes_evaluated} of "
-              f"{result.cubes_total} cubes ({args.tiling} tiling, {backend}); {result.seconds:.1f} s",
+              f"{result.cubes_total} cubes ({args.tiling} tiling, {result.runtime}); {result.seconds:.1f} s",
               file=sys.stderr)
     return 0
 

@@ -14,16 +14,16 @@ holds: a cube of pure solvent is scaled up into texture, and overlapping cubes d
 drops the normalisation layers (the input is normalised once per map instead: noise SD 0.1, then divided by its
 signal level, :func:`deepemhancer.normalize.signal_gain`): the network is then a function of the map itself, so
 any tiling gives the same output up to cube-border effects, and cubes can be as large as memory allows.
+
+Keras is imported only when a network is built: :class:`UNetConfig` also describes the graph that
+:mod:`deepemhancer.runtime_openvino` builds from the same weights without Keras.
 :func:`deepemhancer.training.fold.fold_group_norm` turns a trained group-normalised model into this form by freezing
 each layer's statistics into its convolution.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
-import keras
-from keras import layers
+from dataclasses import asdict, dataclass
 
 
 NORM_LAYERS = ("group", "none")
@@ -74,7 +74,7 @@ class UNetConfig:
 PAPER_CONFIG = UNetConfig()
 
 
-def _groups_for(width: int, groups: int) -> int:
+def groups_for(width: int, groups: int) -> int:
     """GroupNormalization needs the channel count to be a multiple of the group count."""
     g = min(groups, width)
     while width % g:
@@ -83,10 +83,11 @@ def _groups_for(width: int, groups: int) -> int:
 
 
 def _conv_norm_act(x, width: int, config: UNetConfig, name: str, strides: int = 1, transpose: bool = False):
+    from keras import layers
     conv = layers.Conv3DTranspose if transpose else layers.Conv3D
     x = conv(width, config.kernel_size, strides=strides, padding="same", name=f"{name}_conv")(x)
     if config.norm_layer == "group":
-        x = layers.GroupNormalization(groups=_groups_for(width, config.groups), epsilon=1e-5, name=f"{name}_gn")(x)
+        x = layers.GroupNormalization(groups=groups_for(width, config.groups), epsilon=1e-5, name=f"{name}_gn")(x)
     return layers.PReLU(shared_axes=[1, 2, 3], name=f"{name}_prelu")(x)
 
 
@@ -104,6 +105,7 @@ def build_unet(config: UNetConfig = PAPER_CONFIG) -> keras.Model:
     convolution to ``filters[i]``, concatenation with skip ``i``, then a block at ``filters[i]``. Head: a 1x1x1
     convolution to one channel with ``output_activation``.
     """
+    import keras
     if config.depth < 1 or config.convs_per_block < 1:
         raise ValueError("a U-Net needs at least one level and one convolution per block")
     inputs = keras.Input(shape=(None, None, None, 1), name="map")
@@ -117,7 +119,7 @@ def build_unet(config: UNetConfig = PAPER_CONFIG) -> keras.Model:
     for level in reversed(range(config.depth)):
         width = config.filters[level]
         x = _conv_norm_act(x, width, config, f"up{level}_upsample", strides=2, transpose=True)
-        x = layers.Concatenate(name=f"up{level}_concat")([x, skips[level]])
+        x = keras.layers.Concatenate(name=f"up{level}_concat")([x, skips[level]])
         x = _block(x, width, config, f"up{level}")
-    outputs = layers.Conv3D(1, 1, activation=config.output_activation, name="head", dtype="float32")(x)
+    outputs = keras.layers.Conv3D(1, 1, activation=config.output_activation, name="head", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=config.name)

@@ -60,6 +60,35 @@ class ModelMetadata:
             return TilingPlan.for_mode(mode, cube=self.cube_size, stride=self.stride)
         return TilingPlan.for_mode(mode, cube=self.fast_cube or self.cube_size, stride=self.fast_stride)
 
+    def problem(self) -> str | None:
+        """What makes this metadata unusable (one line), or None."""
+        from ..network import UNetConfig
+        try:
+            config = UNetConfig.from_dict(self.architecture)
+            if not config.filters or any(int(f) < 1 for f in config.filters):
+                return f"architecture filters must be positive integers, got {list(config.filters)}"
+        except (TypeError, ValueError) as exc:
+            return f"invalid architecture {self.architecture!r} ({exc})"
+        if self.kind not in KINDS:
+            return f"unknown kind {self.kind!r} (one of {', '.join(KINDS)})"
+        for name in ("voxel_size", "cube_size", "stride"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 \
+                    or value != value or value == float("inf"):
+                return f"{name} must be a positive number, got {value!r}"
+        for name in ("cube_size", "fast_cube"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value % config.cube_multiple):
+                return (f"{name} {value!r} is not a multiple of {config.cube_multiple} (2 ** the network's depth "
+                        f"{config.depth})")
+        for cube, stride, names in ((self.cube_size, self.stride, "cube_size/stride"),
+                                    (self.fast_cube, self.fast_stride, "fast_cube/fast_stride")):
+            if stride is not None and cube is not None and not (isinstance(stride, int) and 0 < stride <= cube):
+                return f"{names}: the stride must be an integer in 1..cube, got {stride!r} for cube {cube!r}"
+        if self.normalization not in ("noise", "mask"):
+            return f"normalization must be 'noise' or 'mask', got {self.normalization!r}"
+        return None
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
@@ -76,14 +105,17 @@ class ModelMetadata:
 class LoadedModel:
     """A ready network with its metadata and the file it came from."""
 
-    model: object
+    model: object                         # a keras.Model, or a runtime_openvino.OpenVINONetwork
     metadata: ModelMetadata
     path: str
     replicas: int = 1
+    runtime: str = "keras"                # "openvino", or the Keras backend that runs the model
 
     def predict(self, batch):
         """Network output for a float32 batch ``(b, c, c, c, 1)``, as a numpy array."""
         import numpy as np
+        if self.runtime == "openvino":
+            return self.model.predict(batch)
         if self.replicas > 1:  # built under a MirroredStrategy: predict() splits the batch over the GPUs
             return np.asarray(self.model.predict(batch, batch_size=len(batch), verbose=0))
         return np.asarray(self.model.predict_on_batch(batch))
@@ -142,12 +174,44 @@ def find_model(kind: str = "tightTarget", model_path: str | None = None) -> str:
     raise ModelNotFoundError(f"no {kind} model found in {', '.join(dirs)}. {INSTALL_HINT}")
 
 
-def load_model(path: str, gpus: int = 1) -> LoadedModel:
+def read_metadata(path: str) -> tuple[ModelMetadata, str]:
+    """``(metadata, weights file)`` of one of our models, from its ``.json`` (or ``.weights.h5``) path, validated."""
+    if path.endswith(".weights.h5"):
+        path = path[: -len(".weights.h5")] + ".json"
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (OSError, ValueError) as exc:  # ValueError: JSON errors and binary files (UnicodeDecodeError)
+        raise InputError(f"cannot read model metadata {path}: {exc}. A model is deepemhancer_<kind>.json with "
+                         f"its .weights.h5 beside it, or an official .hd5 checkpoint.") from exc
+    if not isinstance(raw, dict):
+        raise InputError(f"model metadata {path} is not a JSON object; it is not a deepemhancer model file.")
+    metadata = ModelMetadata.from_dict(raw)
+    problem = metadata.problem()
+    if problem:
+        raise InputError(f"model metadata {path}: {problem}. Re-export or reinstall the model.")
+    weights = os.path.join(os.path.dirname(path), model_file_names(metadata.kind)[1])
+    if not os.path.isfile(weights):
+        weights = path[: -len(".json")] + ".weights.h5"
+    if not os.path.isfile(weights):
+        raise ModelNotFoundError(f"model metadata {path} has no weights file beside it ({weights}). {INSTALL_HINT}")
+    return metadata, weights
+
+
+def load_model(path: str, gpus: int = 1, runtime: str = "keras") -> LoadedModel:
     """Load a model from our ``.json`` metadata file (weights beside it) or an official ``.hd5`` checkpoint.
 
+    ``runtime="openvino"`` compiles our models for the CPU without importing Keras
+    (:mod:`deepemhancer.runtime_openvino`); official checkpoints, whose graphs are arbitrary, always run on Keras.
     With ``gpus > 1`` on the TensorFlow backend the model is built under ``tf.distribute.MirroredStrategy`` so each
     batch is split over the GPUs (other backends use one device).
     """
+    legacy = path.endswith((".hd5", ".h5")) and not path.endswith(".weights.h5")
+    if runtime == "openvino" and not legacy:
+        from .. import runtime_openvino
+        metadata, weights = read_metadata(path)
+        network = runtime_openvino.load_network(weights, metadata.architecture)
+        return LoadedModel(model=network, metadata=metadata, path=_json_path(path), runtime="openvino")
     import keras
     if gpus > 1 and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -155,25 +219,18 @@ def load_model(path: str, gpus: int = 1) -> LoadedModel:
             loaded = load_model(path, gpus=1)
         loaded.replicas = gpus
         return loaded
-    if path.endswith((".hd5", ".h5")) and not path.endswith(".weights.h5"):
+    if legacy:
         from .legacy import load_legacy_hdf5
         return load_legacy_hdf5(path)
-    if path.endswith(".weights.h5"):
-        path = path[: -len(".weights.h5")] + ".json"
-    try:
-        with open(path) as f:
-            metadata = ModelMetadata.from_dict(json.load(f))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read model metadata {path}: {exc}") from exc
-    weights = os.path.join(os.path.dirname(path), model_file_names(metadata.kind)[1])
-    if not os.path.isfile(weights):
-        weights = path[: -len(".json")] + ".weights.h5"
-    if not os.path.isfile(weights):
-        raise ModelNotFoundError(f"model metadata {path} has no weights file beside it ({weights}). {INSTALL_HINT}")
+    metadata, weights = read_metadata(path)
     from ..network import UNetConfig, build_unet
     model = build_unet(UNetConfig.from_dict(metadata.architecture))
     try:
         model.load_weights(weights)
     except (ValueError, OSError) as exc:
         raise InputError(f"weights {weights} do not fit the architecture in {path}: {exc}") from exc
-    return LoadedModel(model=model, metadata=metadata, path=path)
+    return LoadedModel(model=model, metadata=metadata, path=_json_path(path), runtime=keras.backend.backend())
+
+
+def _json_path(path: str) -> str:
+    return path[: -len(".weights.h5")] + ".json" if path.endswith(".weights.h5") else path
