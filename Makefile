@@ -65,8 +65,10 @@ venv: $(VENV)/.installed $(SCIPION_HOME)/config/hosts.conf
 install: venv
 	cd $(SCIPION_HOME) && $(VENV)/bin/scipion installb deepemhancer deepemhancerModels
 
+# The tests compare the OpenVINO runtime with Keras and train small models: they add the Keras backends (torch, and
+# TensorFlow through tf_keras, which writes the official checkpoints' Keras 2 format) to the lean managed env.
 $(ENGINE_ENV)/test-requirements-installed.txt: | install
-	$(ENGINE_PY) -m pip install pytest tf_keras gemmi matplotlib
+	$(ENGINE_PY) -m pip install pytest tf_keras gemmi matplotlib torch==2.13.0
 	touch $@
 
 engine-test-deps: install $(ENGINE_ENV)/test-requirements-installed.txt
@@ -75,7 +77,7 @@ engine-test-deps: install $(ENGINE_ENV)/test-requirements-installed.txt
 test-engine: engine-test-deps
 	KERAS_BACKEND=torch $(ENGINE_PY) -m pytest -q tests
 
-test-plugin: install
+test-plugin: engine-test-deps
 	@command -v Xvfb >/dev/null || echo "NOTE: Xvfb not found: the Tk form tests will be skipped (apt-get install xvfb)"
 	cd $(SCIPION_HOME) && failed=""; \
 	for module in $(PLUGIN_TESTS); do \

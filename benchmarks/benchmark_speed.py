@@ -1,13 +1,17 @@
-"""Speed and memory of the default (fast) tiling against DeepEMhancer's original tiling, on the same weights.
+"""End-to-end speed and memory of the default path against the Keras backends and the original tiling, same weights.
 
 For each box (128^3, 256^3, 384^3, 512^3 at 1 A; a synthetic molecule in a realistic box and the real EMD-3488 map
 padded into the box with matching noise) it runs the real command (`python -m deepemhancer`) in a subprocess per
-tiling and prints wall time, cubes evaluated, peak RSS of the process, the CC between the two outputs (whole box and
-inside the molecule's envelope) and the speed ratio. Original tilings with more than --max-original-cubes cubes take hours
-on a CPU: their time is estimated (marked "est.") from the network's measured time per cube on cubes of the same
-map plus the pipeline's non-network cost, and their CC is then not available.
+path and prints wall time, peak RSS of the process, cubes evaluated against the molecule's volume, the CC of every
+other path's output with the default's (whole box and inside the molecule's envelope) and the speed ratios.
 
-    python benchmarks/benchmark_speed.py [--sizes 128 256 384] [--model PATH] [--backend torch]
+Paths: ``default`` (no flags: ``--backend auto``, OpenVINO on the CPU when installed, fast tiling), ``torch`` and
+``tensorflow`` (``--backend``, fast tiling), ``original`` (``--tiling original``, default runtime). Above
+--measure-up-to the slower paths are estimated (marked "est.") from the default run's wall time plus the difference
+in network time per cube, measured in a subprocess on cubes of the same map, times the cubes the path evaluates;
+their CC is then not available.
+
+    python benchmarks/benchmark_speed.py [--sizes 128 256 384 512] [--model PATH] [--paths default torch ...]
 """
 
 from __future__ import annotations
@@ -54,12 +58,16 @@ def real_in_box(size: int, rng: np.random.Generator) -> np.ndarray:
     return box
 
 
-def run(input_map: str, output: str, tiling: str, model: str | None, backend: str) -> dict:
-    cmd = [sys.executable, "-m", "deepemhancer", "-i", input_map, "-o", output, "--tiling", tiling, "-g", "-1",
-           "--backend", backend, "--overwrite"]
+PATH_FLAGS = {"default": [], "torch": ["--backend", "torch"], "tensorflow": ["--backend", "tensorflow"],
+              "original": ["--tiling", "original"]}
+
+
+def run(input_map: str, output: str, flags: list[str], model: str | None) -> dict:
+    cmd = [sys.executable, "-m", "deepemhancer", "-i", input_map, "-o", output, "-g", "-1", "--overwrite", *flags]
     if model:
         cmd += ["--deepLearningModelPath", model]
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "DEEPEMHANCER_BACKEND")}
+    env["PYTHONPATH"] = REPO
     with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: the progress bar may fill a pipe
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, text=True)
@@ -69,31 +77,35 @@ def run(input_map: str, output: str, tiling: str, model: str | None, backend: st
         text = log.read()
     if status != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{text[-3000:]}")
-    return {"wall": wall, "rss_gb": usage.ru_maxrss / 1024 ** 2, "stderr": text}
+    cubes = next((line.split(";")[-2].strip().split(" cubes")[0] for line in text.splitlines()
+                  if " cubes (" in line), "?")
+    return {"wall": wall, "rss_gb": usage.ru_maxrss / 1024 ** 2, "cubes": cubes, "estimated": False}
 
 
-def seconds_per_cube(vol: np.ndarray, model_path: str | None, backend: str, n_batches: int = 4,
-                     batch: int = 8) -> float:
-    """Network time per 64^3 cube, measured in a subprocess on cubes cut from the map (after one warm-up batch)."""
+def seconds_per_cube(vol: np.ndarray, model_path: str | None, path: str, cube: int, n_cubes: int = 3) -> float:
+    """Network time per cube of side ``cube`` on ``path``'s runtime, in a subprocess (after one warm-up cube)."""
+    backend = {"torch": "torch", "tensorflow": "tensorflow"}.get(path, "auto")
     code = f"""
 import sys, time, numpy as np
 sys.path.insert(0, {REPO!r})
 from deepemhancer import devices
-devices.configure("-1", {backend!r})
+runtime, _ = devices.configure("-1", {backend!r})
 from deepemhancer.models import find_model, load_model
-m = load_model(find_model("tightTarget", {model_path!r}))
-c = m.metadata.cube_size
+m = load_model(find_model("tightTarget", {model_path!r}), runtime="openvino" if runtime == "openvino" else "keras")
 vol = np.load(sys.argv[1])
-cubes = np.stack([vol[i:i + c, i:i + c, i:i + c] for i in range(0, {batch} * 8, 8)])[..., None].astype(np.float32)
-m.predict(cubes)
+c = {cube}
+cubes = [vol[i:i + c, i:i + c, i:i + c][None, ..., None].astype(np.float32) for i in range(0, {n_cubes + 1} * 4, 4)]
+m.predict(cubes[0])
 t = time.perf_counter()
-for _ in range({n_batches}):
-    m.predict(cubes)
-print((time.perf_counter() - t) / ({n_batches} * {batch}))
+for x in cubes[1:]:
+    m.predict(x)
+print((time.perf_counter() - t) / {n_cubes})
 """
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "DEEPEMHANCER_BACKEND")}
     with tempfile.NamedTemporaryFile(suffix=".npy") as f:
-        np.save(f.name, vol * (0.1 / 0.05))
-        out = subprocess.run([sys.executable, "-c", code, f.name], capture_output=True, text=True, check=True)
+        np.save(f.name, np.pad(vol, c) * (0.1 / 0.05))
+        out = subprocess.run([sys.executable, "-c", code, f.name], capture_output=True, text=True, check=True,
+                             env=env)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -101,17 +113,22 @@ def cc(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
+def molecule_envelope(vol: np.ndarray) -> np.ndarray:
+    smooth = ndimage.gaussian_filter(vol, 2)
+    return ndimage.binary_dilation(smooth > 0.3 * smooth.max(), iterations=3)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256, 384, 512])
     parser.add_argument("--cases", nargs="+", default=["synthetic", "emd3488"])
+    parser.add_argument("--paths", nargs="+", default=list(PATH_FLAGS), choices=list(PATH_FLAGS))
     parser.add_argument("--model", help="model file or folder (default: the shipped tightTarget)")
-    parser.add_argument("--backend", default="torch")
-    parser.add_argument("--max-original-cubes", type=int, default=800,
-                        help="original tilings with more cubes are estimated from the measured time per cube")
-    parser.add_argument("--skip-original-above", type=int, default=10 ** 9,
-                        help="do not run the original tiling at all above this box size")
+    parser.add_argument("--measure-up-to", type=int, default=256,
+                        help="paths other than the default are estimated above this box size")
     args = parser.parse_args(argv)
+    from deepemhancer.models import find_model, read_metadata
+    meta, _ = read_metadata(find_model("tightTarget", args.model))
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,61 +137,64 @@ def main(argv=None) -> int:
                 vol = synthetic_molecule(size, rng) if case == "synthetic" else real_in_box(size, rng)
                 grid = MapGrid((size,) * 3, (1.0, 1.0, 1.0))
                 src = write_map(os.path.join(tmp, f"{case}_{size}.mrc"), vol, grid, overwrite=True)
-                fast_out = os.path.join(tmp, f"{case}_{size}_fast.mrc")
-                fast = run(src, fast_out, "fast", args.model, args.backend)
-                fast_cubes = _cubes_from(fast["stderr"])
-                orig_total = count_cubes((size,) * 3, TilingPlan.for_mode("original"))
-                orig = None
-                cc_all = cc_env = float("nan")
-                estimated = False
-                if size <= args.skip_original_above:
-                    if orig_total > args.max_original_cubes:
-                        # hours on a CPU: time the network on real cubes of this map and add the pipeline's
-                        # non-network cost measured in the fast run
-                        estimated = True
-                        per_cube = seconds_per_cube(vol, args.model, args.backend)
-                        overhead = max(0.0, fast["wall"] - per_cube * int(fast_cubes.split()[0]))
-                        orig = {"wall": overhead + per_cube * orig_total, "rss_gb": float("nan")}
-                    else:
-                        orig_out = os.path.join(tmp, f"{case}_{size}_orig.mrc")
-                        orig = run(src, orig_out, "original", args.model, args.backend)
-                        a, _ = read_map(orig_out)
-                        b, _ = read_map(fast_out)
-                        smooth = ndimage.gaussian_filter(vol, 2)
-                        env = ndimage.binary_dilation(smooth > 0.3 * smooth.max(), iterations=3)
-                        cc_all, cc_env = cc(a, b), cc(a[env], b[env])
-                rows.append((case, size, orig, orig_total, estimated, fast, fast_cubes, cc_all, cc_env))
-                _print_row(rows[-1])
+                env = molecule_envelope(vol)
+                outputs, results = {}, {}
+                for path in ["default"] + [p for p in args.paths if p != "default"]:
+                    out = os.path.join(tmp, f"{case}_{size}_{path}.mrc")
+                    if path == "default" or size <= args.measure_up_to:
+                        results[path] = run(src, out, PATH_FLAGS[path], args.model)
+                        outputs[path] = read_map(out)[0]
+                        continue
+                    default = results["default"]
+                    plan = meta.tiling_plan("original" if path == "original" else "fast").fitted((size,) * 3)
+                    fast_plan = meta.tiling_plan("fast").fitted((size,) * 3)
+                    n_default = int(default["cubes"].split()[0])
+                    n_path = count_cubes((size,) * 3, plan) if path == "original" else n_default
+                    per_default = seconds_per_cube(vol, args.model, "default", fast_plan.cube)
+                    per_path = seconds_per_cube(vol, args.model, path, plan.cube)
+                    results[path] = {"wall": default["wall"] + per_path * n_path - per_default * n_default,
+                                     "rss_gb": float("nan"), "cubes": f"{n_path}", "estimated": True}
+                row = {"case": case, "size": size, "results": results, "molecule": float(env.mean()),
+                       "cube": meta.tiling_plan("fast").fitted((size,) * 3).cube, "cc": {}}
+                for path, data in outputs.items():
+                    if path != "default":
+                        a, b = outputs["default"], data
+                        row["cc"][path] = (cc(a, b), cc(a[env], b[env]))
+                rows.append(row)
+                print(_format_row(row, args.paths), flush=True)
     print()
-    print("| case | box | original s | original cubes | original RSS GB | fast s | fast cubes | fast RSS GB | "
-          "CC box | CC envelope | speed ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(_header(args.paths))
     for row in rows:
-        print(_format_row(row))
+        print(_format_row(row, args.paths))
+    print()
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, threads {os.environ.get('OMP_NUM_THREADS', 'all')}")
     return 0
 
 
-def _cubes_from(stderr: str) -> str:
-    for line in stderr.splitlines():
-        if " cubes (" in line:
-            return line.split(";")[-2].strip().split(" cubes")[0]
-    return "?"
+def _header(paths) -> str:
+    others = [p for p in paths if p != "default"]
+    cols = ["case", "box", "molecule % of box", "default s", "default RSS GB", "default cubes",
+            "evaluated / molecule volume"]
+    for p in others:
+        cols += [f"{p} s", f"{p} RSS GB", f"x {p}", f"CC {p} box / env"]
+    return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
 
 
-def _format_row(row) -> str:
-    case, size, orig, orig_total, estimated, fast, fast_cubes, cc_all, cc_env = row
-    est = " est." if estimated else ""
-    if orig is None:
-        return (f"| {case} | {size}^3 | - | {orig_total} | - | {fast['wall']:.1f} | {fast_cubes} | "
-                f"{fast['rss_gb']:.2f} | - | - | - |")
-    orig_rss = "-" if estimated else f"{orig['rss_gb']:.2f}"
-    return (f"| {case} | {size}^3 | {orig['wall']:.0f}{est} | {orig_total} | {orig_rss} | "
-            f"{fast['wall']:.1f} | {fast_cubes} | {fast['rss_gb']:.2f} | {cc_all:.4f} | {cc_env:.4f} | "
-            f"{orig['wall'] / fast['wall']:.1f}{est} |")
-
-
-def _print_row(row) -> None:
-    print(_format_row(row), flush=True)
+def _format_row(row, paths) -> str:
+    d = row["results"]["default"]
+    n = int(d["cubes"].split()[0]) if d["cubes"] != "?" else 0
+    evaluated = n * row["cube"] ** 3 / (row["molecule"] * row["size"] ** 3)
+    cells = [row["case"], f"{row['size']}^3", f"{100 * row['molecule']:.1f}", f"{d['wall']:.1f}",
+             f"{d['rss_gb']:.2f}", d["cubes"], f"{evaluated:.1f}"]
+    for p in paths:
+        if p == "default":
+            continue
+        r = row["results"].get(p)
+        est = " est." if r and r["estimated"] else ""
+        cc_text = "-" if p not in row["cc"] else "%.5f / %.5f" % row["cc"][p]
+        cells += [f"{r['wall']:.1f}{est}", "-" if r["estimated"] else f"{r['rss_gb']:.2f}",
+                  f"{r['wall'] / d['wall']:.1f}{est}", cc_text]
+    return "| " + " | ".join(cells) + " |"
 
 
 if __name__ == "__main__":

@@ -183,13 +183,15 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     average = works[0] if len(works) == 1 else sum(works) / len(works)
     envelope = signal_envelope(average) if (plan.skip_empty or meta.input_gain) else None
     gain = signal_gain(average, envelope) if meta.input_gain else 1.0
+    del average
     cube_mask = work_mask
     if plan.skip_empty:
         cube_mask = envelope if cube_mask is None else (cube_mask | envelope)
     predictions = []
     try:
         for work in works:
-            predicted = predict_tiled(work / np.float32(gain), model.predict, plan, batch_size=batch_size,
+            np.divide(work, np.float32(gain), out=work)  # in place: works are this function's own arrays
+            predicted = predict_tiled(work, model.predict, plan, batch_size=batch_size,
                                       mask=cube_mask, progress=counting_progress)
             evaluated[0] += evaluated[1]
             if options.cleaning_strength is not None and options.cleaning_strength > 0:

@@ -79,10 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fast: the model's large cubes with a thin smooth-blended overlap, empty cubes "
                               "skipped (default; same output as original for the shipped models); original: "
                               "DeepEMhancer 0.17's 64^3 cubes at stride 16 with uniform averaging")
-    compute.add_argument("--backend", default="auto", choices=["auto", "openvino", "tensorflow", "torch", "jax"],
+    compute.add_argument("--backend", default=os.environ.get("DEEPEMHANCER_BACKEND") or "auto",
+                         choices=["auto", "openvino", "tensorflow", "torch", "jax"],
                          help="runtime of the network: openvino (CPU only, the fastest there) or a Keras backend; "
                               "auto = openvino on the CPU when installed, else $KERAS_BACKEND, else torch if "
-                              "installed (one GPU), else tensorflow. Official .hd5 checkpoints always run on Keras")
+                              "installed (one GPU), else tensorflow. Official .hd5 checkpoints always run on Keras. Default: "
+                              "$DEEPEMHANCER_BACKEND, else auto")
     compute.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     other = parser.add_argument_group("other")
     other.add_argument("--download", nargs="?", const=DEFAULT_DOWNLOAD_DIR, metavar="DOWNLOAD_DEST",

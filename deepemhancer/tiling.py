@@ -119,11 +119,13 @@ def signal_envelope(data: np.ndarray, *, significance: float = 5.0, lowpass_sigm
     smooth = ndimage.gaussian_filter(data.astype(np.float32), lowpass_sigma, mode="nearest")
     level, noise = solvent_peak(smooth.ravel()[:: max(1, smooth.size // 4_000_000)])
     mask = smooth > level + significance * noise
+    del smooth
     labels, n = ndimage.label(mask)
     if n:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        mask = sizes[labels] >= min_blob_voxels
+        keep = np.bincount(labels.ravel()) >= min_blob_voxels
+        keep[0] = False
+        mask = keep[labels]  # a boolean lookup: an int64 one would cost 8 bytes a voxel
+    del labels
     if margin:
         mask = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool), iterations=margin)
     return mask
@@ -134,9 +136,24 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
+def _padded_indices(start: int, cube: int, n: int, mode: str) -> np.ndarray:
+    """Indices into an axis of length ``n`` of a cube starting at ``start`` of the padded axis: the map itself,
+    then what ``np.pad`` would put past its end ("wrap", or "reflect" about the last voxel)."""
+    idx = np.arange(start, start + cube)
+    if mode == "wrap":
+        return idx % n
+    period = max(2 * n - 2, 1)
+    idx = idx % period
+    return np.where(idx >= n, period - idx, idx)
+
+
 def predict_tiled(data: np.ndarray, predict_fn: PredictFn, plan: TilingPlan, *, batch_size: int = 8,
                   mask: np.ndarray | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Predict a whole map cube by cube and blend the cubes.
+
+    The padded map is never built: each cube is read from the map with the padding's indices, and only the part
+    of its prediction that lies inside the map is blended, so the accumulators are as large as the map (a 512^3
+    map costs two 0.5 GB arrays here, not two padded ones plus a padded copy of the input).
 
     Args:
         data: normalised map at the model's voxel size, ``(z, y, x)``.
@@ -154,48 +171,60 @@ def predict_tiled(data: np.ndarray, predict_fn: PredictFn, plan: TilingPlan, *, 
     cube, stride = plan.cube, plan.stride
     if plan.mode == "original":
         pads = _original_padding(data.shape, stride, cube)
-        padded = np.pad(data, pads, mode="wrap")
+        pad_mode = "wrap"
     else:
         pads = _fast_padding(data.shape, cube, stride)
-        # mirrored noise looks like the map's own solvent to the network's group normalisation
-        padded = np.pad(data, pads, mode="reflect")
-    starts = cube_starts(padded.shape, cube, stride)
+        # mirrored noise looks like the map's own solvent to the network
+        pad_mode = "reflect"
+    padded_shape = tuple(n + before + after for n, (before, after) in zip(data.shape, pads))
+    starts = cube_starts(padded_shape, cube, stride)
     if mask is not None:
-        padded_mask = np.pad(mask.astype(bool), pads, mode="constant")
+        mask = np.asarray(mask, dtype=bool)
         # a cube is needed when its core (the part it dominates in the blend) touches the mask
         core = (cube - stride) // 2 if plan.mode == "fast" else 0
-        starts = [s for s in starts
-                  if padded_mask[s[0] + core:s[0] + cube - core, s[1] + core:s[1] + cube - core,
-                                 s[2] + core:s[2] + cube - core].any()]
+        starts = [s for s in starts if mask[s[0] + core:s[0] + cube - core, s[1] + core:s[1] + cube - core,
+                                            s[2] + core:s[2] + cube - core].any()]
     if plan.mode == "original":
-        acc = np.zeros(padded.shape, dtype=np.float64)
-        weight = np.ones(padded.shape, dtype=np.float64)  # the original's weights start at 1
+        acc = np.zeros(data.shape, dtype=np.float64)
+        weight = np.ones(data.shape, dtype=np.float64)  # the original's weights start at 1
         window = None
     else:
-        acc = np.zeros(padded.shape, dtype=np.float32)
-        weight = np.zeros(padded.shape, dtype=np.float32)
+        acc = np.zeros(data.shape, dtype=np.float32)
+        weight = np.zeros(data.shape, dtype=np.float32)
         window = blend_window(cube, stride)
     done = 0
     for group in _batches(starts, batch_size):
-        batch = np.stack([padded[i:i + cube, j:j + cube, k:k + cube] for i, j, k in group])[..., None]
+        batch = np.empty((len(group), cube, cube, cube, 1), dtype=np.float32)
+        for b, start in enumerate(group):
+            inside = [min(cube, n - s) for s, n in zip(start, data.shape)]
+            if all(c == cube for c in inside):
+                batch[b, ..., 0] = data[start[0]:start[0] + cube, start[1]:start[1] + cube,
+                                        start[2]:start[2] + cube]
+            else:
+                batch[b, ..., 0] = data[np.ix_(*[_padded_indices(s, cube, n, pad_mode)
+                                                 for s, n in zip(start, data.shape)])]
         pred = np.asarray(predict_fn(batch), dtype=np.float32).reshape(len(group), cube, cube, cube)
         for (i, j, k), p in zip(group, pred):
-            region = (slice(i, i + cube), slice(j, j + cube), slice(k, k + cube))
+            di, dj, dk = (min(cube, n - s) for s, n in zip((i, j, k), data.shape))
+            if min(di, dj, dk) <= 0:  # a cube wholly in the padding (the original's wrap-padding of small boxes)
+                continue
+            region = (slice(i, i + di), slice(j, j + dj), slice(k, k + dk))
+            p = p[:di, :dj, :dk]
             if window is None:
                 acc[region] += p
                 weight[region] += 1.0
             else:
-                acc[region] += p * window
-                weight[region] += window
+                w = window[:di, :dj, :dk]
+                acc[region] += p * w
+                weight[region] += w
         done += len(group)
         if progress is not None:
             progress(done)
     if window is None:
-        out = acc / weight
-    else:
-        out = np.divide(acc, weight, out=np.zeros_like(acc), where=weight > 0)
-    crop = tuple(slice(before, before + n) for (before, _), n in zip(pads, data.shape))
-    return np.ascontiguousarray(out[crop], dtype=np.float32)
+        acc /= weight
+        return acc.astype(np.float32)
+    np.divide(acc, weight, out=acc, where=weight > 0)  # voxels of skipped cubes only stay 0
+    return acc
 
 
 def count_cubes(shape: tuple[int, ...], plan: TilingPlan) -> int:

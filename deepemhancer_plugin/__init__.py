@@ -21,11 +21,12 @@ import pwem
 import pyworkflow as pw
 import pyworkflow.utils as pwutils
 
-from .constants import (BACKEND_REQUIREMENTS, DEEPEMHANCER_ENV_ACTIVATION, DEEPEMHANCER_HOME,
-                        DEEPEMHANCER_KERAS_BACKEND, DEEPEMHANCER_MODELS, DEFAULT_KERAS_BACKEND, ENGINE_MODELS_ENV,
-                        ENGINE_PACKAGE, ENGINE_REQUIREMENTS, ENGINE_VERSION, ENV_NAME, FLAG_DEPS, FLAG_ENGINE,
+from .constants import (DEEPEMHANCER_BACKEND, DEEPEMHANCER_ENV_ACTIVATION, DEEPEMHANCER_HOME,
+                        DEEPEMHANCER_KERAS_BACKEND, DEEPEMHANCER_MODELS, DEFAULT_BACKEND, DEFAULT_KERAS_BACKEND,
+                        ENGINE_MODELS_ENV, ENGINE_PACKAGE, ENGINE_VERSION, ENV_NAME, FLAG_ENGINE,
                         FLAG_ENV, FLAG_OFFICIAL_MODELS, FLAG_SHIPPED_MODELS, MODELS_FOLDER, MODELS_PACKAGE,
-                        OFFICIAL_MODELS_FOLDER, PYTHON_VERSION, VENV_FOLDER, enginePackageDir)
+                        OFFICIAL_MODELS_FOLDER, PYTHON_VERSION, VENV_FOLDER, depsFlag, enginePackageDir,
+                        envRequirements)
 
 __version__ = ENGINE_VERSION
 _logo = ""
@@ -47,8 +48,12 @@ class Plugin(pwem.Plugin):
                          description="Folder with the DeepEMhancer models (deepemhancer_<kind>.weights.h5 + .json)")
         cls._defineVar(DEEPEMHANCER_ENV_ACTIVATION, cls._defaultActivation(),
                        description="Shell command that activates the managed environment")
+        cls._defineVar(DEEPEMHANCER_BACKEND, DEFAULT_BACKEND,
+                       description="Runtime of the network (engine --backend): auto (OpenVINO on the CPU, Keras on "
+                                   "GPUs), openvino, torch or tensorflow")
         cls._defineVar(DEEPEMHANCER_KERAS_BACKEND, DEFAULT_KERAS_BACKEND,
-                       description="Keras backend used by the engine: torch or tensorflow")
+                       description="Keras backend where Keras runs the network (GPUs, official checkpoints): torch "
+                                   "or tensorflow")
 
     @classmethod
     def usesConda(cls):
@@ -93,6 +98,7 @@ class Plugin(pwem.Plugin):
         environ.update({
             ENGINE_MODELS_ENV: cls.getModelsDir(),
             "KERAS_BACKEND": cls.getVar(DEEPEMHANCER_KERAS_BACKEND) or DEFAULT_KERAS_BACKEND,
+            DEEPEMHANCER_BACKEND: cls.getVar(DEEPEMHANCER_BACKEND) or DEFAULT_BACKEND,  # the engine's --backend
             "TF_FORCE_GPU_ALLOW_GROWTH": "true",   # share the GPU with other steps instead of grabbing it all
             "TF_CPP_MIN_LOG_LEVEL": "2",
         })
@@ -136,10 +142,12 @@ class Plugin(pwem.Plugin):
             python = os.environ.get("DEEPEMHANCER_VENV_PYTHON", sys.executable)
             create = "%s -m venv --clear %s" % (shlex.quote(python), VENV_FOLDER)
         activate = cls._installActivation(conda, relative=True)
-        requirements = " ".join(shlex.quote(r) for r in ENGINE_REQUIREMENTS + BACKEND_REQUIREMENTS)
+        requirements = envRequirements()
+        flagDeps = depsFlag(requirements)
         return [
             ("%s && touch %s" % (create, FLAG_ENV), FLAG_ENV),
-            ("%s && python -m pip install %s && touch %s" % (activate, requirements, FLAG_DEPS), FLAG_DEPS),
+            ("%s && python -m pip install %s && touch %s"
+             % (activate, " ".join(shlex.quote(r) for r in requirements), flagDeps), flagDeps),
             ("%s && %s && touch %s" % (activate, cls._engineInstallCmd(), FLAG_ENGINE), FLAG_ENGINE),
         ]
 

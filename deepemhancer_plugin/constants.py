@@ -49,18 +49,54 @@ ENV_NAME = "%s-%s" % (ENGINE_PACKAGE, ENGINE_VERSION)   # conda env name and $EM
 MODELS_FOLDER = "%s-%s" % (MODELS_PACKAGE, ENGINE_VERSION)
 PYTHON_VERSION = "3.11"                                  # python of a conda env (a venv uses Scipion's python)
 
-# What the managed environment needs to run the engine (the engine's own requirements plus both Keras backends).
+# What the managed environment always gets: the engine's requirements and OpenVINO, the CPU runtime (it runs the
+# shipped networks 3x faster than Keras on torch, without torch or TensorFlow: a lean env, see README).
 ENGINE_REQUIREMENTS = ["numpy>=1.24", "scipy>=1.10", "mrcfile>=1.4", "keras>=3.5", "h5py>=3.8", "tqdm>=4.60",
-                       "gemmi>=0.6", "matplotlib>=3.5"]  # --protectModel and deepemhancer-eval (models, report)
-BACKEND_REQUIREMENTS = ["tensorflow-cpu>=2.16", "torch==2.13.0"]
-# Torch measured 2-7x faster than TensorFlow for this network on CPU.
-DEFAULT_KERAS_BACKEND = "torch"
+                       "gemmi>=0.6", "matplotlib>=3.5",  # --protectModel and deepemhancer-eval (models, report)
+                       "openvino>=2025.0"]
+# Keras backends, added for GPUs, official .hd5 checkpoints and training (install-time variable
+# DEEPEMHANCER_KERAS_BACKENDS: a comma list of these names, or "none"; default torch on a host with an NVIDIA GPU,
+# none on a CPU-only host). torch from PyPI is the CUDA build on Linux.
+KERAS_BACKEND_REQUIREMENTS = {"torch": ["torch==2.13.0"], "tensorflow": ["tensorflow>=2.16"]}
+INSTALL_BACKENDS_VAR = "DEEPEMHANCER_KERAS_BACKENDS"
+DEFAULT_KERAS_BACKEND = "torch"   # the Keras backend when Keras runs the network (GPUs): torch
+
+
+def hostHasNvidiaGpu():
+    """An NVIDIA GPU is visible to this process (the host that installs or runs a step, also on a queue)."""
+    gpus = "/proc/driver/nvidia/gpus"
+    return os.path.isdir(gpus) and bool(os.listdir(gpus))
+
+
+def installKerasBackends(environ=os.environ):
+    """Keras backends the install hook puts into the managed env (see KERAS_BACKEND_REQUIREMENTS)."""
+    text = environ.get(INSTALL_BACKENDS_VAR)
+    if text is None:
+        return [DEFAULT_KERAS_BACKEND] if hostHasNvidiaGpu() else []
+    names = [n.strip() for n in text.split(",") if n.strip() and n.strip() != "none"]
+    unknown = [n for n in names if n not in KERAS_BACKEND_REQUIREMENTS]
+    if unknown:
+        raise ValueError("%s=%s: unknown backend %s; use a comma list of %s, or none"
+                         % (INSTALL_BACKENDS_VAR, text, ", ".join(unknown), ", ".join(KERAS_BACKEND_REQUIREMENTS)))
+    return names
+
+
+def envRequirements(environ=os.environ):
+    """Everything pip installs into the managed env."""
+    extra = [r for name in installKerasBackends(environ) for r in KERAS_BACKEND_REQUIREMENTS[name]]
+    return ENGINE_REQUIREMENTS + extra
+
 
 # Flag files, relative to the package folders, that mark finished install commands.
 FLAG_ENV = "env-created.txt"
-# The requirements flag names their hash: `scipion installb` installs what a newer plugin adds to them.
-FLAG_DEPS = "requirements-installed-%s.txt" % hashlib.sha1(
-    " ".join(ENGINE_REQUIREMENTS + BACKEND_REQUIREMENTS).encode()).hexdigest()[:8]
+
+
+def depsFlag(requirements):
+    """The requirements flag names their hash: `scipion installb` installs what a newer plugin (or another choice
+    of backends) adds to them."""
+    return "requirements-installed-%s.txt" % hashlib.sha1(" ".join(requirements).encode()).hexdigest()[:8]
+
+
 FLAG_ENGINE = "engine-installed.txt"
 FLAG_SHIPPED_MODELS = "shipped-models-installed.txt"
 FLAG_OFFICIAL_MODELS = "official-models-checked.txt"
@@ -71,7 +107,9 @@ OFFICIAL_MODELS_FOLDER = "official"
 DEEPEMHANCER_HOME = "DEEPEMHANCER_HOME"                    # $EM_ROOT/deepemhancer-<version>
 DEEPEMHANCER_ENV_ACTIVATION = "DEEPEMHANCER_ENV_ACTIVATION"  # shell command that activates the managed env
 DEEPEMHANCER_MODELS = "DEEPEMHANCER_MODELS"                # $EM_ROOT/deepemhancerModels-<version>
-DEEPEMHANCER_KERAS_BACKEND = "DEEPEMHANCER_KERAS_BACKEND"  # torch | tensorflow
+DEEPEMHANCER_KERAS_BACKEND = "DEEPEMHANCER_KERAS_BACKEND"  # torch | tensorflow: Keras's backend where Keras runs
+DEEPEMHANCER_BACKEND = "DEEPEMHANCER_BACKEND"              # the engine's --backend: auto | openvino | torch | ...
+DEFAULT_BACKEND = "auto"                                   # OpenVINO on the CPU, Keras on GPUs
 # Variables the engine itself reads.
 ENGINE_MODELS_ENV = "DEEPEMHANCER_MODELS_DIR"
 

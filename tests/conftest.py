@@ -2,11 +2,14 @@
 
 import os
 import shutil
+import tempfile
 
 # Keras reads its backend once, at import: choose it before any test imports keras (torch is the fast one on CPU;
 # run `KERAS_BACKEND=tensorflow pytest` to test the other backend).
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The OpenVINO runtime caches compiled networks; tests keep theirs out of the user's ~/.cache.
+os.environ.setdefault("DEEPEMHANCER_CACHE_DIR", tempfile.mkdtemp(prefix="deepemhancer-test-cache-"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -27,7 +27,7 @@ from .. import Plugin
 from ..constants import (INPUT_ATTACHED_HALVES, INPUT_CHOICES, INPUT_SEPARATE_HALVES, INPUT_VOLUME, MASKED_KIND,
                          MODEL_CHOICES, MODEL_CUSTOM, MODEL_HIGHRES, MODEL_KINDS, MODEL_TIGHT, MODEL_WIDE,
                          MODELS_PACKAGE, ENGINE_PACKAGE, NORM_AUTO, NORM_CHOICES, NORM_MASK, NORM_STATS,
-                         TILING_CHOICES, TILING_FAST, enginePackageDir, modelWeightsName)
+                         TILING_CHOICES, TILING_FAST, enginePackageDir, hostHasNvidiaGpu, modelWeightsName)
 
 
 Output = namedtuple("Output", "name value")
@@ -477,7 +477,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         it joins several with commas, which CUDA_VISIBLE_DEVICES needs, and the engine then uses all it sees.
         Without a GPU on the host that runs the step the engine gets -g -1 (CPU).
         """
-        if self.usesGpu() and _machineHasGpu():
+        if self.usesGpu() and hostHasNvidiaGpu():
             return "export CUDA_VISIBLE_DEVICES=%%(GPU)s && %s" % Plugin.getProgram(), engineArgs + " -g all"
         return Plugin.getProgram(), engineArgs + " -g -1"
 
@@ -601,8 +601,3 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
 def _quote(arg):
     return "'%s'" % arg if any(c in arg for c in " \"'$&;()") else arg
 
-
-def _machineHasGpu():
-    """An NVIDIA GPU is visible to this process (the host that runs the step, also on a queue)."""
-    gpus = "/proc/driver/nvidia/gpus"
-    return os.path.isdir(gpus) and bool(os.listdir(gpus))

@@ -23,8 +23,9 @@ import pyworkflow as pw
 from pyworkflow.tests import BaseTest
 
 from .. import Plugin
-from ..constants import (BACKEND_REQUIREMENTS, DEEPEMHANCER_KERAS_BACKEND, ENGINE_PACKAGE, ENGINE_REQUIREMENTS,
-                         ENGINE_VERSION, ENV_NAME, FLAG_DEPS, FLAG_ENGINE, FLAG_ENV, FLAG_OFFICIAL_MODELS,
+from ..constants import (DEEPEMHANCER_BACKEND, DEEPEMHANCER_KERAS_BACKEND, ENGINE_PACKAGE,
+                         ENGINE_VERSION, ENV_NAME, FLAG_ENGINE, FLAG_ENV, FLAG_OFFICIAL_MODELS, INSTALL_BACKENDS_VAR,
+                         KERAS_BACKEND_REQUIREMENTS, depsFlag, envRequirements, installKerasBackends,
                          FLAG_SHIPPED_MODELS, MODELS_PACKAGE, PLUGIN_NAME, enginePackageDir)
 
 CONDA_INIT = 'eval "$(/opt/miniconda3/bin/conda shell.bash hook)"'
@@ -83,6 +84,7 @@ class TestDeepEMhancerInstall(BaseTest):
         environ = Plugin.getEnviron()
         self.assertEqual(environ["DEEPEMHANCER_MODELS_DIR"], Plugin.getModelsDir())
         self.assertEqual(environ["KERAS_BACKEND"], Plugin.getVar(DEEPEMHANCER_KERAS_BACKEND))
+        self.assertEqual(environ[DEEPEMHANCER_BACKEND], Plugin.getVar(DEEPEMHANCER_BACKEND))
         self.assertNotIn("PYTHONPATH", environ)
         self.assertNotIn("PYTHONHOME", environ)
         self.assertTrue(Plugin.getProgram().endswith("&& python -m %s" % ENGINE_PACKAGE))
@@ -108,12 +110,12 @@ class TestDeepEMhancerInstall(BaseTest):
         with CondaConfigured(""):
             self.assertFalse(Plugin.usesConda())
             commands = Plugin.getEnvInstallCommands()
-        self.checkCommon(commands, [FLAG_ENV, FLAG_DEPS, FLAG_ENGINE])
+        self.checkCommon(commands, [FLAG_ENV, depsFlag(envRequirements()), FLAG_ENGINE])
         create, deps, engine = (c for c, _ in commands)
         self.assertIn("-m venv --clear venv", create)
         self.assertNotIn("conda", " ".join(c for c, _ in commands))
         self.assertTrue(deps.startswith(". ./venv/bin/activate && python -m pip install "))
-        for requirement in ENGINE_REQUIREMENTS + BACKEND_REQUIREMENTS:
+        for requirement in envRequirements():
             self.assertIn(requirement, deps)
         # This checkout has setup.py next to the engine: the env gets an editable install of it.
         self.assertIn("pip install --no-deps -e %s" % os.path.dirname(enginePackageDir()), engine)
@@ -123,15 +125,29 @@ class TestDeepEMhancerInstall(BaseTest):
             self.assertTrue(Plugin.usesConda())
             commands = Plugin.getEnvInstallCommands()
             models = Plugin.getModelsInstallCommands()
-        self.checkCommon(commands, [FLAG_ENV, FLAG_DEPS, FLAG_ENGINE])
+        self.checkCommon(commands, [FLAG_ENV, depsFlag(envRequirements()), FLAG_ENGINE])
         create, deps, engine = (c for c, _ in commands)
         self.assertEqual(create,
                          "%s&& conda create -y -n %s python=3.11 && touch %s" % (CONDA_INIT, ENV_NAME, FLAG_ENV))
         self.assertTrue(deps.startswith("%s&& conda activate %s && python -m pip install " % (CONDA_INIT, ENV_NAME)))
-        self.assertIn("torch==2.13.0", deps)
+        self.assertIn("openvino", deps)
         self.assertIn("conda activate %s && " % ENV_NAME, engine)
         self.assertNotIn("venv", " ".join(c for c, _ in commands))
         self.assertIn("conda activate %s" % ENV_NAME, models[1][0])
+
+    def test_lean_env_on_cpu_hosts_and_keras_backends_on_request(self):
+        """A CPU-only host gets OpenVINO and no torch or TensorFlow; DEEPEMHANCER_KERAS_BACKENDS adds backends, and
+        another choice names another requirements flag (so `installb` installs what was added)."""
+        cpu = envRequirements({INSTALL_BACKENDS_VAR: "none"})
+        self.assertIn("openvino>=2025.0", cpu)
+        self.assertFalse([r for r in cpu if r.startswith(("torch", "tensorflow"))], cpu)
+        both = envRequirements({INSTALL_BACKENDS_VAR: "torch, tensorflow"})
+        self.assertEqual(both, cpu + KERAS_BACKEND_REQUIREMENTS["torch"] + KERAS_BACKEND_REQUIREMENTS["tensorflow"])
+        self.assertNotEqual(depsFlag(cpu), depsFlag(both))
+        self.assertEqual(installKerasBackends({}), ["torch"] if os.path.isdir("/proc/driver/nvidia/gpus") and
+                         os.listdir("/proc/driver/nvidia/gpus") else [])
+        with self.assertRaises(ValueError):
+            installKerasBackends({INSTALL_BACKENDS_VAR: "caffe"})
 
     def test_copy_install_into_env_without_setup_py(self):
         """A non-editable plugin install (no setup.py beside the engine) copies the package into the env."""
@@ -169,7 +185,7 @@ class TestDeepEMhancerInstall(BaseTest):
         self.assertEqual(env._packages[MODELS_PACKAGE], [(MODELS_PACKAGE, ENGINE_VERSION)])
         target = env.getTarget("%s-%s" % (ENGINE_PACKAGE, ENGINE_VERSION))
         commands = [str(c) for c in target.getCommands()]
-        self.assertTrue(any(FLAG_DEPS in c for c in commands))
+        self.assertTrue(any(depsFlag(envRequirements()) in c for c in commands))
 
     def test_models_package_install_is_idempotent(self):
         """`scipion installb deepemhancerModels` into a scratch EM_ROOT, twice: the second run skips."""
@@ -199,10 +215,10 @@ class TestDeepEMhancerInstall(BaseTest):
     def test_managed_env_runs_engine(self):
         self.assertTrue(Plugin.isEnvInstalled(), "run `%s` (or `make install`) first" % Plugin.getInstallCommand())
         from . import runInEngineEnv
-        out = runInEngineEnv("python -c \"import keras, deepemhancer, sys; "
-                             "print(keras.backend.backend(), deepemhancer.__version__, sys.prefix)\"")
-        backend, version, prefix = out.split()
-        self.assertEqual(backend, Plugin.getVar(DEEPEMHANCER_KERAS_BACKEND))
+        out = runInEngineEnv("python -c \"import openvino, deepemhancer, deepemhancer.devices as d, sys; "
+                             "print(d.configure('-1', 'auto')[0], deepemhancer.__version__, sys.prefix)\"")
+        runtime, version, prefix = out.split()
+        self.assertEqual(runtime, "openvino")  # the CPU default of the lean env
         self.assertEqual(version, ENGINE_VERSION)
         self.assertNotEqual(os.path.realpath(prefix), os.path.realpath(sys.prefix), "engine ran in Scipion's python")
         help_ = runInEngineEnv("python -m deepemhancer --help")
