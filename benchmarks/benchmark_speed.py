@@ -12,6 +12,8 @@ in network time per cube, measured in a subprocess on cubes of the same map, tim
 their CC is then not available.
 
     python benchmarks/benchmark_speed.py [--sizes 128 256 384 512] [--model PATH] [--paths default torch ...]
+
+The default --paths run for about 50 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ sys.path.insert(0, REPO)
 
 from deepemhancer.io import MapGrid, read_map, write_map  # noqa: E402
 from deepemhancer.resample import to_voxel_size  # noqa: E402
-from deepemhancer.tiling import TilingPlan, count_cubes  # noqa: E402
+from deepemhancer.tiling import count_cubes  # noqa: E402
 
 EMD3488 = os.path.join(REPO, "tests", "data", "emd_3488.mrc")
 
@@ -59,7 +61,11 @@ def real_in_box(size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 PATH_FLAGS = {"default": [], "torch": ["--backend", "torch"], "tensorflow": ["--backend", "tensorflow"],
-              "original": ["--tiling", "original"]}
+              "original": ["--tiling", "original"],
+              # what DeepEMhancer 0.17 itself runs: its tiling on TensorFlow
+              "original_tensorflow": ["--tiling", "original", "--backend", "tensorflow"]}
+# Largest box each path is measured on (above it, estimated); the original tiling on TensorFlow takes 15 min at 256^3.
+MEASURE_UP_TO = {"torch": 256, "tensorflow": 256, "original": 256, "original_tensorflow": 128}
 
 
 def run(input_map: str, output: str, flags: list[str], model: str | None) -> dict:
@@ -84,7 +90,7 @@ def run(input_map: str, output: str, flags: list[str], model: str | None) -> dic
 
 def seconds_per_cube(vol: np.ndarray, model_path: str | None, path: str, cube: int, n_cubes: int = 3) -> float:
     """Network time per cube of side ``cube`` on ``path``'s runtime, in a subprocess (after one warm-up cube)."""
-    backend = {"torch": "torch", "tensorflow": "tensorflow"}.get(path, "auto")
+    backend = {"torch": "torch", "tensorflow": "tensorflow", "original_tensorflow": "tensorflow"}.get(path, "auto")
     code = f"""
 import sys, time, numpy as np
 sys.path.insert(0, {REPO!r})
@@ -124,8 +130,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", nargs="+", default=["synthetic", "emd3488"])
     parser.add_argument("--paths", nargs="+", default=list(PATH_FLAGS), choices=list(PATH_FLAGS))
     parser.add_argument("--model", help="model file or folder (default: the shipped tightTarget)")
-    parser.add_argument("--measure-up-to", type=int, default=256,
-                        help="paths other than the default are estimated above this box size")
+    parser.add_argument("--measure-up-to", type=int,
+                        help="paths other than the default are estimated above this box size (default: %s)"
+                        % ", ".join(f"{k} {v}" for k, v in MEASURE_UP_TO.items()))
     args = parser.parse_args(argv)
     from deepemhancer.models import find_model, read_metadata
     meta, _ = read_metadata(find_model("tightTarget", args.model))
@@ -141,15 +148,16 @@ def main(argv=None) -> int:
                 outputs, results = {}, {}
                 for path in ["default"] + [p for p in args.paths if p != "default"]:
                     out = os.path.join(tmp, f"{case}_{size}_{path}.mrc")
-                    if path == "default" or size <= args.measure_up_to:
+                    if path == "default" or size <= (args.measure_up_to or MEASURE_UP_TO[path]):
                         results[path] = run(src, out, PATH_FLAGS[path], args.model)
                         outputs[path] = read_map(out)[0]
                         continue
                     default = results["default"]
-                    plan = meta.tiling_plan("original" if path == "original" else "fast").fitted((size,) * 3)
+                    original = path.startswith("original")
+                    plan = meta.tiling_plan("original" if original else "fast").fitted((size,) * 3)
                     fast_plan = meta.tiling_plan("fast").fitted((size,) * 3)
                     n_default = int(default["cubes"].split()[0])
-                    n_path = count_cubes((size,) * 3, plan) if path == "original" else n_default
+                    n_path = count_cubes((size,) * 3, plan) if original else n_default
                     per_default = seconds_per_cube(vol, args.model, "default", fast_plan.cube)
                     per_path = seconds_per_cube(vol, args.model, path, plan.cube)
                     results[path] = {"wall": default["wall"] + per_path * n_path - per_default * n_default,

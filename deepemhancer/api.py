@@ -154,7 +154,12 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         raise InputError(f"the map is only {work_shape} voxels at {meta.voxel_size} A/voxel; it is too small to "
                          f"process (check the voxel size, -s).")
     halves = [data, np.asarray(half2, dtype=np.float32)] if half2 is not None else [data]
-    volumes = halves if options.preserve_halves else [sum(halves) / len(halves)]
+    if options.preserve_halves or len(halves) == 1:
+        volumes = halves
+    else:
+        average_input = halves[0] + halves[1]
+        average_input *= np.float32(0.5)
+        volumes = [average_input]
 
     # normalise on the input grid, as the original does (one normalisation for every volume processed)
     stats = None
@@ -179,7 +184,9 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     batch_size = max(1, options.batch_size * 64 ** 3 // plan.cube ** 3)
     # resample to the model's voxel size (per axis, so anisotropic voxels work); one envelope and one signal level
     # per map, from the average of the volumes (both halves are scaled alike, so their difference stays meaningful)
-    works = [resample_to_shape(volume, work_shape) for volume in normalised]
+    # at the model's voxel size the normalised map is used as it is (no copy: a 512^3 map is 0.5 GB); dividing it by
+    # the gain below then also scales what the protect mask keeps, which apply_protect_mask fits to the output anyway
+    works = [volume if volume.shape == work_shape else resample_to_shape(volume, work_shape) for volume in normalised]
     average = works[0] if len(works) == 1 else sum(works) / len(works)
     envelope = signal_envelope(average) if (plan.skip_empty or meta.input_gain) else None
     gain = signal_gain(average, envelope) if meta.input_gain else 1.0
@@ -190,7 +197,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     predictions = []
     try:
         for work in works:
-            np.divide(work, np.float32(gain), out=work)  # in place: works are this function's own arrays
+            np.divide(work, np.float32(gain), out=work)  # in place: works are this function's own arrays (above)
             predicted = predict_tiled(work, model.predict, plan, batch_size=batch_size,
                                       mask=cube_mask, progress=counting_progress)
             evaluated[0] += evaluated[1]

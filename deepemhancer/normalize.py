@@ -44,7 +44,32 @@ def normalize(data: np.ndarray, stats: NoiseStats) -> np.ndarray:
                          f"region (e.g. ChimeraX 'measure mapstats' on a box outside the particle).")
     if not np.isfinite(stats.mean):
         raise InputError(f"noise mean must be a finite number, got {stats.mean}.")
-    return ((data - np.float32(stats.mean)) / np.float32(stats.std / TARGET_NOISE_STD)).astype(np.float32)
+    return ((data - np.float32(stats.mean)) / np.float32(stats.std / TARGET_NOISE_STD)).astype(np.float32, copy=False)
+
+
+COARSE_VOXELS = 2 ** 21  # maps above this many voxels (128^3) are searched for solvent and signal on a coarser grid
+
+
+def coarse_step(shape: tuple[int, ...], max_voxels: int = COARSE_VOXELS) -> int:
+    """Voxels per axis of one coarse voxel: 1 up to ``max_voxels``, 2 for a 256^3 box, 4 for 512^3."""
+    return max(1, int(np.floor(np.cbrt(float(np.prod(shape)) / max_voxels))))
+
+
+def coarse_lowpass(data: np.ndarray, sigma: float, step: int) -> np.ndarray:
+    """Gaussian low-pass (``sigma`` voxels) of ``data`` sampled every ``step`` voxels along each axis.
+
+    With ``step > 1`` the map is averaged over ``step``^3 blocks (the last incomplete block of each axis dropped)
+    and the blocks are filtered with what is left of ``sigma`` after the averaging, which costs ``step``^3 times
+    less than filtering the full map (12 s for two filters of a 512^3 map on 2 cores): the searches for solvent and
+    signal only need the low-passed map's large-scale shape.
+    """
+    if step == 1:
+        return ndimage.gaussian_filter(np.asarray(data), sigma, mode="nearest", output=np.float32)
+    n = [size // step for size in data.shape]
+    blocks = np.asarray(data)[:n[0] * step, :n[1] * step, :n[2] * step].reshape(
+        n[0], step, n[1], step, n[2], step).mean(axis=(1, 3, 5), dtype=np.float32)
+    residual = np.sqrt(max(sigma ** 2 - (step ** 2 - 1) / 12.0, 0.25)) / step
+    return ndimage.gaussian_filter(blocks, residual, mode="nearest", output=np.float32)
 
 
 def _constant_plateau(data: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
@@ -71,7 +96,7 @@ def solvent_peak(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
 
 def estimate_noise_stats(data: np.ndarray, *, voxel_size: float = 1.0, lowpass_angstrom: float = 4.0,
                          significance: float = 2.5, margin_angstrom: float = 3.0,
-                         iterations: int = 8) -> NoiseStats:
+                         iterations: int = 8, max_voxels: int = COARSE_VOXELS) -> NoiseStats:
     """Measure the solvent noise of a map automatically.
 
     1. Exact-constant plateaus covering >= 2 % of the box (depositor masks) are excluded.
@@ -81,6 +106,11 @@ def estimate_noise_stats(data: np.ndarray, *, voxel_size: float = 1.0, lowpass_a
        walk down to the solvent even when the molecule fills most of the box; nothing assumes a centred or
        globular particle, so hollow particles and fibres work.
     3. Mean and SD of the raw map over the final solvent voxels.
+
+    Maps above :data:`COARSE_VOXELS` run steps 2-3 on a coarse grid (:func:`coarse_step`; a 256^3 box: every 2nd
+    voxel per axis) with the low-pass of :func:`coarse_lowpass`, and the statistics come from the raw voxel at the
+    corner of each coarse voxel: the solvent's mean and SD from 2 M of its voxels are as good as from all of them,
+    and a 256^3 map takes 1 s instead of 7.
 
     Raises:
         InputError: when no solvent can be found (then give ``--noiseStats`` or a mask).
@@ -93,8 +123,13 @@ def estimate_noise_stats(data: np.ndarray, *, voxel_size: float = 1.0, lowpass_a
     sigma = max(0.5, lowpass_angstrom / 2.355 / max(voxel_size, 1e-3))
     # filter with plateaus filled by the valid mean so mask edges do not look like density
     filled = np.where(valid, x, np.float32(x[valid].mean()))
-    smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
-    margin = max(1, int(round(margin_angstrom / max(voxel_size, 1e-3))))
+    step = coarse_step(x.shape, max_voxels)
+    smooth = coarse_lowpass(filled, sigma, step)
+    del filled
+    if step > 1:
+        corners = tuple(slice(0, n * step, step) for n in smooth.shape)
+        x, valid = np.ascontiguousarray(x[corners]), np.ascontiguousarray(valid[corners])
+    margin = max(1, int(round(margin_angstrom / max(voxel_size * step, 1e-3))))
     min_voxels = max(500, int(0.005 * valid.sum()))
     # start from the solvent peak of the histogram: after low-pass filtering, solvent values crowd into one narrow
     # peak while molecule values spread widely, so the tallest peak is the solvent even when molecule voxels are

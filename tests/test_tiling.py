@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from deepemhancer.tiling import TilingPlan, count_cubes, cube_starts, predict_tiled, signal_envelope
 
@@ -115,3 +116,27 @@ def test_a_map_smaller_than_the_fast_cube_gets_a_cube_of_its_size():
     x = np.random.default_rng(3).standard_normal((60, 50, 40)).astype(np.float32)
     np.testing.assert_allclose(predict_tiled(x, np.tanh, small), np.tanh(x), atol=1e-5)
     assert count_cubes(x.shape, small) == 1
+
+
+def test_coarse_searches_of_large_maps_match_the_full_resolution_ones():
+    """A 256^3 map is searched for solvent and signal on a 2x coarser grid: the envelope only grows (every voxel of
+    the full-resolution envelope stays in it) and the noise statistics are as close to the truth (mean 0, SD 0.05)."""
+    from deepemhancer.normalize import estimate_noise_stats
+    rng = np.random.default_rng(4)
+    density = np.zeros((256,) * 3, np.float32)
+    for c in rng.normal(128, 25, size=(60, 3)).clip(20, 236).astype(int):
+        density[tuple(c)] += 1.0
+    density = ndimage.gaussian_filter(density, 4.0)
+    noisy = density / density.max() + 0.05 * rng.standard_normal(density.shape).astype(np.float32)
+    fine = estimate_noise_stats(noisy, max_voxels=10 ** 9)
+    coarse = estimate_noise_stats(noisy)
+    assert coarse.n_voxels < fine.n_voxels / 4
+    for stats in (fine, coarse):
+        assert abs(stats.mean) < 0.05 * 0.05 and abs(stats.std - 0.05) < 0.02 * 0.05
+    assert abs(coarse.mean) <= abs(fine.mean) + 0.005 * 0.05
+    normalised = (noisy - fine.mean) / (10 * fine.std)
+    fine_envelope = signal_envelope(normalised, max_voxels=10 ** 9)
+    coarse_envelope = signal_envelope(normalised)
+    assert 0.01 < fine_envelope.mean() < 0.9
+    assert coarse_envelope[fine_envelope].all()
+    assert coarse_envelope.sum() < 1.3 * fine_envelope.sum()
