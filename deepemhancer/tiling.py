@@ -117,8 +117,8 @@ def signal_envelope(data: np.ndarray, *, significance: float = 5.0, lowpass_sigm
     skipped only far from any density.
 
     Maps above ``max_voxels`` are searched on a coarse grid
-    (:func:`~deepemhancer.normalize.coarse_lowpass`) and the mask is brought back to the map's grid with the
-    margin rounded up, so it only grows: a 512^3 map takes 1.5 s instead of 13.
+    (:func:`~deepemhancer.normalize.coarse_lowpass`) with a wider margin and brought back to the map's grid, so it
+    only grows: a 512^3 map takes 1.5 s instead of 13.
     """
     step = coarse_step(data.shape, max_voxels)
     smooth = coarse_lowpass(data, lowpass_sigma, step)
@@ -131,7 +131,9 @@ def signal_envelope(data: np.ndarray, *, significance: float = 5.0, lowpass_sigm
         keep[0] = False
         mask = keep[labels]  # a boolean lookup: an int64 one would cost 8 bytes a voxel
     del labels
-    coarse_margin = -(-margin // step)
+    # one coarse voxel more than the margin: block averaging lowers thin density a little, and the coarse mask
+    # must hold the full-resolution one (measured on a 256^3 map: 98 % of it without the extra voxel, 100 % with)
+    coarse_margin = -(-margin // step) + (1 if step > 1 else 0)
     if coarse_margin:
         # = binary_dilation with a 3x3x3 structure iterated `margin` times, as a separable filter (4x faster)
         mask = ndimage.maximum_filter(mask, size=2 * coarse_margin + 1, mode="constant", cval=0)
