@@ -24,7 +24,8 @@ def read(name):
     return open(path).read() if os.path.exists(path) else ""
 
 
-ENGINE_REQUIRES = ["numpy>=1.24", "scipy>=1.10", "mrcfile>=1.4", "keras>=3.5", "h5py>=3.8", "tqdm>=4.60"]
+ENGINE_REQUIRES = ["numpy>=1.24", "scipy>=1.10", "mrcfile>=1.4", "keras>=3.5", "h5py>=3.8", "tqdm>=4.60",
+                   "openvino>=2025.0"]  # the CPU runtime; a Keras backend (extras torch, tensorflow) for GPUs
 
 setup(
     name="scipion-em-deepemhancer",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from . import __version__
 from .clean import remove_small_components
 from .confidence import confidence_map, local_resolution
 from .errors import InputError
-from .io import MapGrid, check_output_path, read_map, write_map
+from .io import MAX_VOXEL_ANISOTROPY, MapGrid, check_output_path, read_map, write_map
 from .models import LoadedModel, find_model, load_model
 from .normalize import NoiseStats, estimate_noise_stats, normalize, normalize_with_mask, signal_gain
 from .protect import apply_protect_mask, zone_mask_from_model
@@ -64,6 +64,7 @@ class EnhanceResult:
     half2: np.ndarray | None = None
     confidence: np.ndarray | None = None      # 0..1 P(local error < 0.1 peak), from the halves (preserve_halves)
     local_resolution: np.ndarray | None = None  # Angstrom, from the input halves (local_resolution)
+    notes: list[str] = field(default_factory=list)  # what was done to the input that the user should know
 
 
 def _check_options(options: EnhanceOptions, masked: bool) -> None:
@@ -80,6 +81,57 @@ def _check_options(options: EnhanceOptions, masked: bool) -> None:
     if options.cleaning_strength is not None and options.cleaning_strength > 0 and options.cleaning_strength >= 1:
         raise InputError(f"--cleaningStrengh must be < 1 (a fraction of the foreground), got "
                          f"{options.cleaning_strength}.")
+
+
+MIN_ENVELOPE_VOXELS = 1000  # a signal envelope smaller than this (a 10^3 blob) is taken as "found nothing"
+OUTLIER_RANGES = 50.0        # voxels farther than this many 0.01-99.99 % ranges from the map are clipped
+
+
+def clip_outliers(data: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Clip isolated extreme voxels (a hot pixel at 1e30 would otherwise set the whole map's scale).
+
+    Real density lies within a few times the map's 0.01-99.99 % range of it; voxels beyond ``OUTLIER_RANGES``
+    such ranges are clipped to that bound. Returns the map (a copy only when something was clipped) and a note.
+    """
+    sample = data.ravel()[:: max(1, data.size // 2_000_000)].astype(np.float64)
+    lo, hi = np.percentile(sample, [0.01, 99.99])
+    spread = hi - lo
+    if spread <= 0:
+        return data, None
+    bounds = (lo - OUTLIER_RANGES * spread, hi + OUTLIER_RANGES * spread)
+    outliers = int(np.count_nonzero((data < bounds[0]) | (data > bounds[1])))
+    if not outliers:
+        return data, None
+    return (np.clip(data, *bounds).astype(np.float32),
+            f"{outliers} extreme voxel(s) (beyond {bounds[0]:.3g}..{bounds[1]:.3g}) clipped; check the map for "
+            f"hot pixels or a corrupt region")
+
+
+def _available_memory() -> float:
+    """Bytes this process may still allocate (MemAvailable; inf where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float("inf")
+
+
+def check_memory(work_shape, shape, voxel_xyz, model_voxel: float, volumes: int = 1) -> None:
+    """Refuse, before allocating anything, a job whose working grid cannot fit in memory.
+
+    About 16 bytes per voxel of the working grid per volume (map, accumulators, envelope) plus 12 per input voxel.
+    """
+    need = 16.0 * float(np.prod(work_shape)) * volumes + 12.0 * float(np.prod(shape))
+    available = _available_memory()
+    if need > available:
+        voxel = tuple(round(v, 4) for v in voxel_xyz)
+        raise InputError(f"at the model's {model_voxel} A/voxel the map ({shape[::-1]} voxels of {voxel} A, x y z) "
+                         f"becomes a {tuple(work_shape)[::-1]} grid that needs about {need / 1e9:.1f} GB, but "
+                         f"{available / 1e9:.1f} GB are available. Check the voxel size (header or "
+                         f"-s/--samplingRate): it is the usual cause.")
 
 
 def _runtime(options: EnhanceOptions) -> str:
@@ -134,6 +186,19 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3:
         raise InputError(f"a 3D map is needed, got an array of shape {data.shape}.")
+    half2, mask, protect = (None if a is None else np.asarray(a, dtype=np.float32) for a in (half2, mask, protect))
+    for name, array in (("map", data), ("half map 2", half2), ("mask", mask), ("protect mask", protect)):
+        if array is not None and not np.all(np.isfinite(array)):
+            raise InputError(f"the {name} contains NaN or infinite values; fix it upstream before post-processing.")
+    if half2 is not None and np.array_equal(data, half2):
+        raise InputError("the two half maps are identical (the same file twice?); give the two independent half "
+                         "maps of the refinement, or only one map with -i.")
+    notes = []
+    data, note = clip_outliers(data)
+    notes += [f"map: {note}"] if note else []
+    if half2 is not None:
+        half2, note = clip_outliers(half2)
+        notes += [f"half map 2: {note}"] if note else []
     if half2 is not None and half2.shape != data.shape:
         raise InputError(f"the half maps have different shapes {data.shape} and {half2.shape}; they must come from "
                          f"the same refinement.")
@@ -150,6 +215,8 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         model = load_model(find_model(kind, options.model_path), gpus=options.gpus, runtime=_runtime(options))
     meta = model.metadata
     work_shape = shape_for_voxel_size(data.shape, voxel_xyz[::-1], meta.voxel_size)
+    check_memory(work_shape, data.shape, tuple(voxel_xyz), meta.voxel_size,
+                 volumes=2 if half2 is not None and options.preserve_halves else 1)
     if min(work_shape) < 8:
         raise InputError(f"the map is only {work_shape} voxels at {meta.voxel_size} A/voxel; it is too small to "
                          f"process (check the voxel size, -s).")
@@ -189,6 +256,12 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     works = [volume if volume.shape == work_shape else resample_to_shape(volume, work_shape) for volume in normalised]
     average = works[0] if len(works) == 1 else sum(works) / len(works)
     envelope = signal_envelope(average) if (plan.skip_empty or meta.input_gain) else None
+    if envelope is not None and envelope.sum() < MIN_ENVELOPE_VOXELS:
+        # no density stands out of the noise (a very noisy or small map, an inverted or thin one): the fast tiling
+        # must not decide that there is nothing; every cube is predicted, as in the original tiling
+        envelope = np.ones(work_shape, dtype=bool)
+        notes.append("no clear density found above the noise: every cube was predicted (check the map if the "
+                     "output looks empty)")
     gain = signal_gain(average, envelope) if meta.input_gain else 1.0
     del average
     cube_mask = work_mask
@@ -213,7 +286,8 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         return apply_protect_mask(out, original, protect) if protect is not None else out
 
     result = EnhanceResult(data=np.empty(0), noise_stats=stats, model_path=model.path, runtime=model.runtime,
-                           cubes_evaluated=evaluated[0], cubes_total=total * len(normalised), seconds=0.0)
+                           cubes_evaluated=evaluated[0], cubes_total=total * len(normalised), seconds=0.0,
+                           notes=notes)
     if options.preserve_halves:
         result.half1 = back(predictions[0], normalised[0])
         result.half2 = back(predictions[1], normalised[1])
@@ -264,7 +338,10 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
             sizes = [tuple(round(v, 4) for v in g.voxel_size) for g in (grid, grid2)]
             raise InputError(f"half maps have different voxel sizes {sizes[0]} and {sizes[1]} A; "
                              f"give the two half maps of the same refinement (or force one with -s).")
-    mask = _read_on_grid(mask_path, data.shape, "mask") if mask_path else None
+        _check_same_place(grid, grid2, f"half maps {input_path} and {half2}")
+        if os.path.samefile(input_path, half2):
+            raise InputError(f"-i and -i2 are the same file {input_path}; give the two independent half maps.")
+    mask = _read_on_grid(mask_path, data.shape, "mask", grid) if mask_path else None
     if sampling is not None:
         if sampling <= 0:
             raise InputError(f"-s/--samplingRate must be positive, got {sampling}.")
@@ -274,7 +351,15 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
                          f"orthogonal. Re-grid it first (e.g. ChimeraX 'volume resample').")
     if min(grid.voxel_size) <= 0:
         raise InputError(f"{input_path} has no voxel size in its header; give it with -s/--samplingRate.")
-    protect = _read_on_grid(protect_mask_path, data.shape, "protect mask") if protect_mask_path else None
+    if grid.anisotropy > MAX_VOXEL_ANISOTROPY:
+        raise InputError(f"{input_path} has voxels of {tuple(round(v, 4) for v in grid.voxel_size)} A (x, y, z), "
+                         f"{grid.anisotropy:.1f}x longer along one axis: the header describes an image stack or a "
+                         f"wrong cell (mx/my/mz), not a reconstruction. Fix the header, or give the voxel size with "
+                         f"-s/--samplingRate.")
+    nbytes = 4 * int(np.prod(data.shape)) + 4096
+    for path in [output_path, *extras.values()]:
+        check_output_path(path, overwrite=overwrite, inputs=inputs, nbytes=nbytes * (1 + len(extras)))
+    protect = _read_on_grid(protect_mask_path, data.shape, "protect mask", grid) if protect_mask_path else None
     if protect_model_path:
         zone = zone_mask_from_model(protect_model_path, grid.shape, grid.voxel_size, grid.origin,
                                     radius=protect_radius)
@@ -289,9 +374,22 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
     return result
 
 
-def _read_on_grid(path: str, shape: tuple[int, ...], what: str) -> np.ndarray:
-    volume, _ = read_map(path)
+def _read_on_grid(path: str, shape: tuple[int, ...], what: str, grid: MapGrid) -> np.ndarray:
+    volume, own = read_map(path)
     if volume.shape != shape:
         raise InputError(f"{what} {path} has shape {volume.shape} but the map has {shape} (z, y, x); the {what} "
                          f"must be on the map's grid.")
+    if min(own.voxel_size) > 0 and not np.allclose(own.voxel_size, grid.voxel_size, rtol=1e-3):
+        raise InputError(f"{what} {path} has voxels of {tuple(round(v, 4) for v in own.voxel_size)} A but the map "
+                         f"{tuple(round(v, 4) for v in grid.voxel_size)} A; resample the {what} onto the map's grid.")
+    _check_same_place(grid, own, f"the map and the {what} {path}")
     return volume
+
+
+def _check_same_place(a: MapGrid, b: MapGrid, what: str) -> None:
+    """Two grids of the same shape must also start at the same point (within half a voxel)."""
+    shift = np.abs(np.subtract(a.origin, b.origin))
+    if np.any(shift > 0.5 * np.asarray(a.voxel_size)):
+        raise InputError(f"{what} have origins {tuple(round(o, 2) for o in a.origin)} and "
+                         f"{tuple(round(o, 2) for o in b.origin)} A: they are not on the same grid. Resample one "
+                         f"onto the other (e.g. ChimeraX 'volume resample #2 onGrid #1').")

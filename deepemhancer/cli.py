@@ -16,7 +16,9 @@ Exit codes: 0 success, 2 bad input (the message says what to fix), 1 internal er
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
 import traceback
 
@@ -83,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                          choices=["auto", "openvino", "tensorflow", "torch", "jax"],
                          help="runtime of the network: openvino (CPU only, the fastest there) or a Keras backend; "
                               "auto = openvino on the CPU when installed, else $KERAS_BACKEND, else torch if "
-                              "installed (one GPU), else tensorflow. Official .hd5 checkpoints always run on Keras. Default: "
-                              "$DEEPEMHANCER_BACKEND, else auto")
+                              "installed (one GPU), else tensorflow. Official .hd5 checkpoints always run on Keras. "
+                              "Default: $DEEPEMHANCER_BACKEND, else auto")
     compute.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     other = parser.add_argument_group("other")
     other.add_argument("--download", nargs="?", const=DEFAULT_DOWNLOAD_DIR, metavar="DOWNLOAD_DEST",
@@ -98,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.download is not None:
         return
+    numbers = {"-s/--samplingRate": args.samplingRate, "--cleaningStrengh": args.cleaningStrengh,
+               "--protectRadius": args.protectRadius}
+    numbers.update({f"--noiseStats {name}": value for name, value in zip(("NOISE_MEAN", "NOISE_STD"),
+                                                                         args.noiseStats or ())})
+    for flag, value in numbers.items():
+        if value is not None and not math.isfinite(value):
+            parser.error(f"{flag} must be a finite number, got {value}")
     if not args.inputMap:
         parser.error("-i/--inputMap is required (a map or half map 1)")
     if not args.outputMap:
@@ -140,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
                           sampling=args.samplingRate, options=options, protect_mask_path=args.protectMask,
                           protect_model_path=args.protectModel, protect_radius=args.protectRadius,
                           overwrite=args.overwrite)
+    for note in result.notes:
+        print(f"deepemhancer: note: {note}", file=sys.stderr)
     if not args.quiet:
         stats = result.noise_stats
         noise = f"noise mean {stats.mean:.5g} SD {stats.std:.5g} ({stats.method})" if stats else "mask normalisation"
@@ -160,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         _validate_args(parser, args)
     except SystemExit as exc:
         return int(exc.code or 0)
+    # a queue's SIGTERM (scancel, time limit) unwinds like Ctrl-C, so partial outputs are removed on the way out
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return run(args)
+    except Terminated:
+        print("deepemhancer: terminated (SIGTERM); no output written", file=sys.stderr)
+        return 143
     except InputError as exc:
         print(f"deepemhancer: error: {exc}", file=sys.stderr)
         return 2
@@ -177,6 +193,22 @@ def main(argv: list[str] | None = None) -> int:
         print("deepemhancer: internal error (above); please report it with the command line you used",
               file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised where the program is, so every ``finally`` (temporary files) runs."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ otherwise ``nstart * voxel_size``.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import numpy as np
 from .errors import InputError
 
 MAP_EXTENSIONS = (".mrc", ".map", ".mrcs", ".ccp4")
+REAL_MODES = (0, 1, 2, 6, 12)  # int8, int16, float32, uint16, float16
+MAX_VOXEL_ANISOTROPY = 2.0     # voxel sides of a real volume differ by less (an image stack's z "voxel" does not)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class MapGrid:
     def is_isotropic(self) -> bool:
         vx, vy, vz = self.voxel_size
         return np.allclose([vy, vz], vx, rtol=1e-3)
+
+    @property
+    def anisotropy(self) -> float:
+        """Largest voxel side over the smallest (1 for cubic voxels)."""
+        sides = [v for v in self.voxel_size if v > 0]
+        return max(sides) / min(sides) if sides else 1.0
 
     @property
     def is_orthogonal(self) -> bool:
@@ -98,6 +107,12 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, MapGrid]:
                                      f"(truncated download or copy?) or in another format. Copy it again, or "
                                      f"convert it to MRC.")
                 header = mrc.header
+                mode = int(header.mode)
+                if mode not in REAL_MODES:
+                    kind = {3: "complex int16", 4: "complex float32"}.get(mode, "an unknown data type")
+                    raise InputError(f"{path} stores {kind} (MRC mode {mode}); a real-valued density map (mode 0, 1, "
+                                     f"2, 6 or 12) is needed. Convert it first (e.g. take the inverse Fourier "
+                                     f"transform of a complex map).")
                 raw = np.asarray(mrc.data)
                 voxel = mrc.voxel_size
                 voxel_size = (float(voxel.x), float(voxel.y), float(voxel.z))
@@ -127,6 +142,10 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, MapGrid]:
                          f"reconstruction or a division by zero in masking) before post-processing.")
     if float(data.max()) == float(data.min()):
         raise InputError(f"{path} is constant (every voxel is {float(data.min())}): there is nothing to enhance.")
+    peak = float(np.abs(data).max())
+    if peak < 1e-30 or peak > 1e30:
+        raise InputError(f"{path} has values of magnitude {peak:.3g}, outside what float32 statistics can handle "
+                         f"(1e-30..1e30); rescale the map (e.g. relion_image_handler --multiply_constant).")
 
     # nstart counts columns/rows/sections: map each to its physical axis
     nstart_xyz = [0.0, 0.0, 0.0]
@@ -142,18 +161,29 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, MapGrid]:
 
 
 def check_output_path(path: str | os.PathLike, *, overwrite: bool = False,
-                      inputs: tuple[str | os.PathLike, ...] = ()) -> str:
+                      inputs: tuple[str | os.PathLike, ...] = (), nbytes: int = 0) -> str:
     """Validate an output file name before any work is done.
 
     Raises:
-        InputError: wrong extension, missing directory, an input file, or an existing file without ``overwrite``.
+        InputError: wrong extension, missing or unwritable folder, a folder at the path, less than ``nbytes`` free,
+            an input file, or an existing file without ``overwrite``.
     """
     path = os.fspath(path)
     if not path.lower().endswith(MAP_EXTENSIONS):
-        raise InputError(f"output {path}: the name must end in .mrc or .map.")
+        raise InputError(f"output {path}: the name must end in {', '.join(MAP_EXTENSIONS)}.")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f"output {path}: folder {folder} does not exist; create it first.")
+    if os.path.isdir(path):
+        raise InputError(f"output {path} is an existing folder; give a file name (--overwrite never replaces a "
+                         f"folder).")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"output {path}: folder {folder} is not writable; choose another output folder.")
+    if nbytes:
+        free = shutil.disk_usage(folder).free
+        if free < nbytes:
+            raise InputError(f"output {path}: {free / 1e9:.2f} GB free in {folder}, {nbytes / 1e9:.2f} GB needed; "
+                             f"free some space or write elsewhere.")
     for other in inputs:
         if other and os.path.exists(other) and os.path.exists(path) and os.path.samefile(path, other):
             raise InputError(f"output {path} is one of the inputs; choose another output name (inputs are never "
@@ -167,8 +197,9 @@ def write_map(path: str | os.PathLike, data: np.ndarray, grid: MapGrid, *, overw
               inputs: tuple[str | os.PathLike, ...] = (), label: str | None = None) -> str:
     """Write a ``(z, y, x)`` array as a float32 MRC2014 file on ``grid``, atomically.
 
-    The file is written under a temporary name in the destination folder and renamed, so a reader never sees a
-    half-written map and an interrupted run leaves no output.
+    The file is written under a temporary name in the destination folder and moved into place, so a reader never
+    sees a half-written map and an interrupted run leaves no output. Without ``overwrite`` it is hard-linked to
+    ``path``, which fails if a file appeared there during the run (never replaced); its mode follows the umask.
 
     Args:
         path: output file (.mrc or .map).
@@ -186,7 +217,7 @@ def write_map(path: str | os.PathLike, data: np.ndarray, grid: MapGrid, *, overw
     if data.shape != tuple(grid.shape):
         raise ValueError(f"array shape {data.shape} does not match the grid {grid.shape}")
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".mrc", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".mrc", dir=folder)  # created exclusively, mode 0600
     os.close(fd)
     try:
         with mrcfile.new(tmp, overwrite=True) as mrc:
@@ -199,9 +230,36 @@ def write_map(path: str | os.PathLike, data: np.ndarray, grid: MapGrid, *, overw
                 mrc.header.label[0] = label[:80].encode("ascii", "replace")
                 mrc.header.nlabl = 1
             mrc.update_header_stats()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())  # what open() would have given the user's file
+        _publish(tmp, path, overwrite)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str, path: str, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``path``; without ``overwrite`` only if nothing is there, checked atomically."""
+    if overwrite:
+        if os.path.isdir(path):
+            raise InputError(f"output {path} became a folder during the run; nothing was written.")
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic: fails when the name exists, whatever created it meanwhile
+    except FileExistsError:
+        raise InputError(f"output {path} appeared during the run (another job?); it was left untouched and nothing "
+                         f"was written. Choose another name or pass --overwrite.") from None
+    except OSError:  # a file system without hard links: check as late as possible, then rename
+        if os.path.lexists(path):
+            raise InputError(f"output {path} appeared during the run (another job?); it was left untouched and "
+                             f"nothing was written. Choose another name or pass --overwrite.") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)

@@ -194,10 +194,15 @@ def predict_tiled(data: np.ndarray, predict_fn: PredictFn, plan: TilingPlan, *, 
     starts = cube_starts(padded_shape, cube, stride)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
-        # a cube is needed when its core (the part it dominates in the blend) touches the mask
+        # a cube is needed when its core (the part it dominates in the blend) touches the mask; toward a box face
+        # with no further cube the core reaches the face, since there this cube alone covers the map
         core = (cube - stride) // 2 if plan.mode == "fast" else 0
-        starts = [s for s in starts if mask[s[0] + core:s[0] + cube - core, s[1] + core:s[1] + cube - core,
-                                            s[2] + core:s[2] + cube - core].any()]
+        last = [n - cube for n in padded_shape]
+
+        def core_slice(start: int, axis: int) -> slice:
+            return slice(start + core if start > 0 else 0,
+                         start + cube - core if start + stride <= last[axis] else start + cube)
+        starts = [s for s in starts if mask[core_slice(s[0], 0), core_slice(s[1], 1), core_slice(s[2], 2)].any()]
     if plan.mode == "original":
         acc = np.zeros(data.shape, dtype=np.float64)
         weight = np.ones(data.shape, dtype=np.float64)  # the original's weights start at 1
