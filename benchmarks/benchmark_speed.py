@@ -74,18 +74,23 @@ def run(input_map: str, output: str, flags: list[str], model: str | None) -> dic
         cmd += ["--deepLearningModelPath", model]
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "DEEPEMHANCER_BACKEND")}
     env["PYTHONPATH"] = REPO
-    with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: the progress bar may fill a pipe
+    # Linux keeps a process's peak RSS across exec, so a child forked from this (large) process would report this
+    # one's size: GNU time, a small process, forks the command itself and reports its peak alone
+    gnu_time = os.path.exists("/usr/bin/time")
+    with tempfile.TemporaryFile(mode="w+") as log, tempfile.NamedTemporaryFile(mode="r") as rss:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, text=True)
+        timed = ["/usr/bin/time", "-f", "%M", "-o", rss.name] + cmd if gnu_time else cmd
+        proc = subprocess.Popen(timed, env=env, stdout=log, stderr=log, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         log.seek(0)
         text = log.read()
+        peak_kb = float(rss.read().split()[-1]) if gnu_time and status == 0 else usage.ru_maxrss
     if status != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{text[-3000:]}")
     cubes = next((line.split(";")[-2].strip().split(" cubes")[0] for line in text.splitlines()
                   if " cubes (" in line), "?")
-    return {"wall": wall, "rss_gb": usage.ru_maxrss / 1024 ** 2, "cubes": cubes, "estimated": False}
+    return {"wall": wall, "rss_gb": peak_kb / 1024 ** 2, "cubes": cubes, "estimated": False}
 
 
 def seconds_per_cube(vol: np.ndarray, model_path: str | None, path: str, cube: int, n_cubes: int = 3) -> float:
@@ -109,7 +114,7 @@ print((time.perf_counter() - t) / {n_cubes})
 """
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "DEEPEMHANCER_BACKEND")}
     with tempfile.NamedTemporaryFile(suffix=".npy") as f:
-        np.save(f.name, np.pad(vol, c) * (0.1 / 0.05))
+        np.save(f.name, np.pad(vol, cube) * (0.1 / 0.05))
         out = subprocess.run([sys.executable, "-c", code, f.name], capture_output=True, text=True, check=True,
                              env=env)
     return float(out.stdout.strip().splitlines()[-1])

@@ -84,14 +84,15 @@ def _check_options(options: EnhanceOptions, masked: bool) -> None:
 
 
 MIN_ENVELOPE_VOXELS = 1000  # a signal envelope smaller than this (a 10^3 blob) is taken as "found nothing"
-OUTLIER_RANGES = 50.0        # voxels farther than this many 0.01-99.99 % ranges from the map are clipped
+OUTLIER_RANGES = 10.0        # voxels farther than this many 0.01-99.99 % ranges from the map are outliers
 
 
 def clip_outliers(data: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """Clip isolated extreme voxels (a hot pixel at 1e30 would otherwise set the whole map's scale).
+    """Replace isolated extreme voxels (a hot pixel at 1e30 would otherwise set the whole map's scale).
 
-    Real density lies within a few times the map's 0.01-99.99 % range of it; voxels beyond ``OUTLIER_RANGES``
-    such ranges are clipped to that bound. Returns the map (a copy only when something was clipped) and a note.
+    Real density lies within about twice the map's 0.01-99.99 % range of it; voxels beyond ``OUTLIER_RANGES`` such
+    ranges are set to the map's median (a hot pixel carries no density). Returns the map (a copy only when something
+    was replaced) and a note.
     """
     sample = data.ravel()[:: max(1, data.size // 2_000_000)].astype(np.float64)
     lo, hi = np.percentile(sample, [0.01, 99.99])
@@ -102,9 +103,10 @@ def clip_outliers(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     outliers = int(np.count_nonzero((data < bounds[0]) | (data > bounds[1])))
     if not outliers:
         return data, None
-    return (np.clip(data, *bounds).astype(np.float32),
-            f"{outliers} extreme voxel(s) (beyond {bounds[0]:.3g}..{bounds[1]:.3g}) clipped; check the map for "
-            f"hot pixels or a corrupt region")
+    cleaned = data.copy()
+    cleaned[(data < bounds[0]) | (data > bounds[1])] = np.float32(np.median(sample))
+    return (cleaned, f"{outliers} extreme voxel(s) (beyond {bounds[0]:.3g}..{bounds[1]:.3g}) set to the map's "
+                     f"median; check the map for hot pixels or a corrupt region")
 
 
 def _available_memory() -> float:
@@ -256,7 +258,11 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     works = [volume if volume.shape == work_shape else resample_to_shape(volume, work_shape) for volume in normalised]
     average = works[0] if len(works) == 1 else sum(works) / len(works)
     envelope = signal_envelope(average) if (plan.skip_empty or meta.input_gain) else None
-    if envelope is not None and envelope.sum() < MIN_ENVELOPE_VOXELS:
+    if mask is None and envelope is not None and envelope.sum() < MIN_ENVELOPE_VOXELS:
+        if signal_envelope(-average).sum() >= MIN_ENVELOPE_VOXELS:
+            raise InputError("the map's density is negative (inverted contrast: strong density below the solvent, "
+                             "none above it); invert the map first (e.g. relion_image_handler --i in.mrc --o "
+                             "out.mrc --multiply_constant -1).")
         # no density stands out of the noise (a very noisy or small map, an inverted or thin one): the fast tiling
         # must not decide that there is nothing; every cube is predicted, as in the original tiling
         envelope = np.ones(work_shape, dtype=bool)

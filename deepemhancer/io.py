@@ -22,7 +22,7 @@ import numpy as np
 from .errors import InputError
 
 MAP_EXTENSIONS = (".mrc", ".map", ".mrcs", ".ccp4")
-REAL_MODES = (0, 1, 2, 6, 12)  # int8, int16, float32, uint16, float16
+COMPLEX_MODES = {3: "complex int16", 4: "complex float32"}  # valid MRC modes that hold no density map
 MAX_VOXEL_ANISOTROPY = 2.0     # voxel sides of a real volume differ by less (an image stack's z "voxel" does not)
 
 
@@ -102,17 +102,17 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, MapGrid]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with mrcfile.open(path, mode="r", permissive=True) as mrc:
+                mode = int(mrc.header.mode)
+                if mode in COMPLEX_MODES:  # other unknown modes: not an MRC file at all, said below
+                    kind = COMPLEX_MODES[mode]
+                    raise InputError(f"{path} stores {kind} (MRC mode {mode}); a real-valued density map (mode 0, 1, "
+                                     f"2, 6 or 12) is needed. Convert it first (e.g. take the inverse Fourier "
+                                     f"transform of a complex map).")
                 if mrc.data is None:
                     raise InputError(f"{path} is not a complete MRC map: it is shorter than its header says "
                                      f"(truncated download or copy?) or in another format. Copy it again, or "
                                      f"convert it to MRC.")
                 header = mrc.header
-                mode = int(header.mode)
-                if mode not in REAL_MODES:
-                    kind = {3: "complex int16", 4: "complex float32"}.get(mode, "an unknown data type")
-                    raise InputError(f"{path} stores {kind} (MRC mode {mode}); a real-valued density map (mode 0, 1, "
-                                     f"2, 6 or 12) is needed. Convert it first (e.g. take the inverse Fourier "
-                                     f"transform of a complex map).")
                 raw = np.asarray(mrc.data)
                 voxel = mrc.voxel_size
                 voxel_size = (float(voxel.x), float(voxel.y), float(voxel.z))
@@ -170,7 +170,7 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False,
     """
     path = os.fspath(path)
     if not path.lower().endswith(MAP_EXTENSIONS):
-        raise InputError(f"output {path}: the name must end in {', '.join(MAP_EXTENSIONS)}.")
+        raise InputError(f"output {path}: the name must end in .mrc or .map (or {', '.join(MAP_EXTENSIONS[2:])}).")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f"output {path}: folder {folder} does not exist; create it first.")

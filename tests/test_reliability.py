@@ -91,7 +91,7 @@ def test_3_one_hot_voxel_does_not_ruin_the_map_and_absurd_scales_are_refused(tmp
     hot[3, 4, 5] = 1e30
     result = enhance(hot, grid.voxel_size, options=EnhanceOptions(progress=False))
     assert np.corrcoef(result.data.ravel(), normal.ravel())[0, 1] > 0.99
-    assert any("clipped" in note for note in result.notes)
+    assert any("extreme voxel" in note for note in result.notes)
     for scale in (1e33, 1e-40):
         src = _write(tmp_path, f"scaled_{scale}.mrc", (data * np.float32(scale)).astype(np.float32))
         code, err = _run(tmp_path, capsys, "-i", src, "-o", tmp_path / "out.mrc", inputs=[src])
@@ -245,3 +245,9 @@ def test_13_api_takes_lists_and_refuses_nan(tmp_path):
     broken[1, 2, 3] = np.nan
     with pytest.raises(InputError, match="NaN"):
         enhance(broken, 1.05, options=EnhanceOptions(progress=False))
+
+
+def test_1_an_inverted_map_is_refused_with_the_fix(tmp_path, capsys):
+    src = _write(tmp_path, "inverted.mrc", -_central())
+    code, err = _run(tmp_path, capsys, "-i", src, "-o", tmp_path / "out.mrc", inputs=[src])
+    assert code == 2 and "inverted" in err and not (tmp_path / "out.mrc").exists()

@@ -445,7 +445,7 @@ def training_metadata(cfg: TrainConfig, state: dict, folders, train_vols, val_vo
                        f"(deepemhancer-train); see MODEL_CARD.md.",
         "training": {
             "provenance": "deepemhancer-train fit (synthetic pairs from atomic models, deepemhancer.training)",
-            "data": [os.path.abspath(f) for f in folders], "split": {"train": len(train_vols), "val": len(val_vols)},
+            "data": [_portable_path(f) for f in folders], "split": {"train": len(train_vols), "val": len(val_vols)},
             "train_maps": [v.name for v in train_vols], "val_maps": [v.name for v in val_vols],
             "config": json.loads(json.dumps(asdict(cfg))), "epochs": state["epoch"], "steps": state["step"],
             "wall_seconds": round(state["wall_seconds"], 1), "best_epoch": state.get("best_epoch"),
@@ -510,3 +510,12 @@ def evaluate(pairs: str, model_path: str, *, kind: str = "tightTarget", split: s
             w.writeheader()
             w.writerows(rows)
     return rows
+
+
+def _portable_path(folder: str) -> str:
+    """The data folder as provenance without this machine's paths: relative to the working folder when inside it,
+    else its last two components."""
+    relative = os.path.relpath(os.path.abspath(folder))
+    if not relative.startswith(".."):
+        return relative
+    return os.path.join(*os.path.normpath(os.path.abspath(folder)).split(os.sep)[-2:])
