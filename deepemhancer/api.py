@@ -129,8 +129,8 @@ def check_memory(work_shape, shape, voxel_xyz, model_voxel: float, volumes: int 
     need = 16.0 * float(np.prod(work_shape)) * volumes + 12.0 * float(np.prod(shape))
     available = _available_memory()
     if need > available:
-        voxel = tuple(round(v, 4) for v in voxel_xyz)
-        raise InputError(f"at the model's {model_voxel} A/voxel the map ({shape[::-1]} voxels of {voxel} A, x y z) "
+        voxel = tuple(round(float(v), 4) for v in voxel_xyz)
+        raise InputError(f"at the model's {model_voxel} A/voxel the map ({tuple(shape)[::-1]} voxels of {voxel} A, x y z) "
                          f"becomes a {tuple(work_shape)[::-1]} grid that needs about {need / 1e9:.1f} GB, but "
                          f"{available / 1e9:.1f} GB are available. Check the voxel size (header or "
                          f"-s/--samplingRate): it is the usual cause.")

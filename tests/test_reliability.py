@@ -92,6 +92,9 @@ def test_3_one_hot_voxel_does_not_ruin_the_map_and_absurd_scales_are_refused(tmp
     result = enhance(hot, grid.voxel_size, options=EnhanceOptions(progress=False))
     assert np.corrcoef(result.data.ravel(), normal.ravel())[0, 1] > 0.99
     assert any("extreme voxel" in note for note in result.notes)
+    src = _write(tmp_path, "hot.mrc", hot)  # the command too: processed, with the note
+    code, err = _run(tmp_path, capsys, "-i", src, "-o", tmp_path / "hot_out.mrc", inputs=[src])
+    assert code == 0 and "extreme voxel" in err
     for scale in (1e33, 1e-40):
         src = _write(tmp_path, f"scaled_{scale}.mrc", (data * np.float32(scale)).astype(np.float32))
         code, err = _run(tmp_path, capsys, "-i", src, "-o", tmp_path / "out.mrc", inputs=[src])
