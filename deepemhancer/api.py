@@ -347,7 +347,8 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
         _check_same_place(grid, grid2, f"half maps {input_path} and {half2}")
         if os.path.samefile(input_path, half2):
             raise InputError(f"-i and -i2 are the same file {input_path}; give the two independent half maps.")
-    mask = _read_on_grid(mask_path, data.shape, "mask", grid) if mask_path else None
+    notes: list[str] = []
+    mask = _read_on_grid(mask_path, data.shape, "mask", grid, notes) if mask_path else None
     if sampling is not None:
         if sampling <= 0:
             raise InputError(f"-s/--samplingRate must be positive, got {sampling}.")
@@ -365,12 +366,13 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
     nbytes = 4 * int(np.prod(data.shape)) + 4096
     for path in [output_path, *extras.values()]:
         check_output_path(path, overwrite=overwrite, inputs=inputs, nbytes=nbytes * (1 + len(extras)))
-    protect = _read_on_grid(protect_mask_path, data.shape, "protect mask", grid) if protect_mask_path else None
+    protect = _read_on_grid(protect_mask_path, data.shape, "protect mask", grid, notes) if protect_mask_path else None
     if protect_model_path:
         zone = zone_mask_from_model(protect_model_path, grid.shape, grid.voxel_size, grid.origin,
                                     radius=protect_radius)
         protect = zone if protect is None else np.maximum(protect, zone)
     result = enhance(data, grid.voxel_size, half2=data2, mask=mask, protect=protect, options=options)
+    result.notes[:0] = notes
     label = f"deepemhancer {__version__} {os.path.basename(result.model_path)}"
     for name, path in extras.items():
         extra = {"half1": result.half1, "half2": result.half2, "confidence": result.confidence,
@@ -380,7 +382,7 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
     return result
 
 
-def _read_on_grid(path: str, shape: tuple[int, ...], what: str, grid: MapGrid) -> np.ndarray:
+def _read_on_grid(path: str, shape: tuple[int, ...], what: str, grid: MapGrid, notes: list[str]) -> np.ndarray:
     volume, own = read_map(path)
     if volume.shape != shape:
         raise InputError(f"{what} {path} has shape {volume.shape} but the map has {shape} (z, y, x); the {what} "
@@ -388,7 +390,12 @@ def _read_on_grid(path: str, shape: tuple[int, ...], what: str, grid: MapGrid) -
     if min(own.voxel_size) > 0 and not np.allclose(own.voxel_size, grid.voxel_size, rtol=1e-3):
         raise InputError(f"{what} {path} has voxels of {tuple(round(v, 4) for v in own.voxel_size)} A but the map "
                          f"{tuple(round(v, 4) for v in grid.voxel_size)} A; resample the {what} onto the map's grid.")
-    _check_same_place(grid, own, f"the map and the {what} {path}")
+    # masks are often written without the map's origin (Scipion's conversions, mask tools): on the same shape and
+    # voxel size they are taken voxel for voxel, and said so
+    shift = np.abs(np.subtract(grid.origin, own.origin))
+    if np.any(shift > 0.5 * np.asarray(grid.voxel_size)):
+        notes.append(f"the {what} {os.path.basename(path)} has origin {tuple(round(o, 2) for o in own.origin)} A, "
+                     f"the map {tuple(round(o, 2) for o in grid.origin)} A: used voxel for voxel")
     return volume
 
 

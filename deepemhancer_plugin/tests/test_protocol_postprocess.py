@@ -252,9 +252,9 @@ class TestDeepEMhancerValidation(BaseTest, ImportMixin):
         prot = self.newProtocol(DeepEMhancerProtPostProcess, inputVolume=self.volume, modelType=MODEL_CUSTOM,
                                 customModelFile=self.model)
         args = prot._getEngineArgs()
-        saved = protocol_postprocess._machineHasGpu
+        saved = protocol_postprocess.hostHasNvidiaGpu
         try:
-            protocol_postprocess._machineHasGpu = lambda: True
+            protocol_postprocess.hostHasNvidiaGpu = lambda: True
             program, gpuArgs = prot._getEngineCommand(args)
             command = buildRunCommand(program, gpuArgs, 1, gpuList=[0, 2])
             self.assertIn("export CUDA_VISIBLE_DEVICES=0,2 && %s" % Plugin.getProgram(), command)
@@ -262,11 +262,11 @@ class TestDeepEMhancerValidation(BaseTest, ImportMixin):
             self.assertIn("export CUDA_VISIBLE_DEVICES=1 &&", buildRunCommand(program, gpuArgs, 1, gpuList=[1]))
             prot.useGpu.set(False)
             self.assertEqual(prot._getEngineCommand(args), (Plugin.getProgram(), args + " -g -1"))
-            protocol_postprocess._machineHasGpu = lambda: False
+            protocol_postprocess.hostHasNvidiaGpu = lambda: False
             prot.useGpu.set(True)
             self.assertEqual(prot._getEngineCommand(args), (Plugin.getProgram(), args + " -g -1"))
         finally:
-            protocol_postprocess._machineHasGpu = saved
+            protocol_postprocess.hostHasNvidiaGpu = saved
 
     def test_missing_model_file(self):
         errors = self.errors(inputVolume=self.volume, customModelFile="/nonexistent/deepemhancer_x.json")
