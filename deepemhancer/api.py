@@ -100,11 +100,12 @@ def clip_outliers(data: np.ndarray) -> tuple[np.ndarray, str | None]:
     if spread <= 0:
         return data, None
     bounds = (lo - OUTLIER_RANGES * spread, hi + OUTLIER_RANGES * spread)
-    outliers = int(np.count_nonzero((data < bounds[0]) | (data > bounds[1])))
+    extreme = (data < bounds[0]) | (data > bounds[1])
+    outliers = int(np.count_nonzero(extreme))
     if not outliers:
         return data, None
     cleaned = data.copy()
-    cleaned[(data < bounds[0]) | (data > bounds[1])] = np.float32(np.median(sample))
+    cleaned[extreme] = np.float32(np.median(sample))
     return (cleaned, f"{outliers} extreme voxel(s) (beyond {bounds[0]:.3g}..{bounds[1]:.3g}) set to the map's "
                      f"median; check the map for hot pixels or a corrupt region")
 
@@ -222,7 +223,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     if min(work_shape) < 8:
         raise InputError(f"the map is only {work_shape} voxels at {meta.voxel_size} A/voxel; it is too small to "
                          f"process (check the voxel size, -s).")
-    halves = [data, np.asarray(half2, dtype=np.float32)] if half2 is not None else [data]
+    halves = [data, half2] if half2 is not None else [data]
     if options.preserve_halves or len(halves) == 1:
         volumes = halves
     else:
@@ -392,17 +393,20 @@ def _read_on_grid(path: str, shape: tuple[int, ...], what: str, grid: MapGrid, n
                          f"{tuple(round(v, 4) for v in grid.voxel_size)} A; resample the {what} onto the map's grid.")
     # masks are often written without the map's origin (Scipion's conversions, mask tools): on the same shape and
     # voxel size they are taken voxel for voxel, and said so
-    shift = np.abs(np.subtract(grid.origin, own.origin))
-    if np.any(shift > 0.5 * np.asarray(grid.voxel_size)):
+    if _origins_differ(grid, own):
         notes.append(f"the {what} {os.path.basename(path)} has origin {tuple(round(o, 2) for o in own.origin)} A, "
                      f"the map {tuple(round(o, 2) for o in grid.origin)} A: used voxel for voxel")
     return volume
 
 
+def _origins_differ(a: MapGrid, b: MapGrid) -> bool:
+    """The grids start more than half a voxel apart along some axis."""
+    return bool(np.any(np.abs(np.subtract(a.origin, b.origin)) > 0.5 * np.asarray(a.voxel_size)))
+
+
 def _check_same_place(a: MapGrid, b: MapGrid, what: str) -> None:
     """Two grids of the same shape must also start at the same point (within half a voxel)."""
-    shift = np.abs(np.subtract(a.origin, b.origin))
-    if np.any(shift > 0.5 * np.asarray(a.voxel_size)):
+    if _origins_differ(a, b):
         raise InputError(f"{what} have origins {tuple(round(o, 2) for o in a.origin)} and "
                          f"{tuple(round(o, 2) for o in b.origin)} A: they are not on the same grid. Resample one "
                          f"onto the other (e.g. ChimeraX 'volume resample #2 onGrid #1').")

@@ -60,6 +60,13 @@ def _layer(weights: dict, name: str) -> list[np.ndarray]:
     return weights[name]
 
 
+def _ov_kernel(kernel: np.ndarray):
+    """A Keras kernel ``(k, k, k, a, b)`` as an OpenVINO constant ``(b, a, k, k, k)``: Conv3D's (in, out) become
+    Convolution's (out, in), Conv3DTranspose's (out, in) become ConvolutionBackpropData's (in, out)."""
+    from openvino import opset13 as ops
+    return ops.constant(np.ascontiguousarray(kernel.transpose(4, 3, 0, 1, 2)))
+
+
 def build_graph(architecture: dict, weights: dict[str, list[np.ndarray]]):
     """The OpenVINO model of :func:`deepemhancer.network.build_unet` for ``architecture`` with these weights.
 
@@ -79,16 +86,14 @@ def build_graph(architecture: dict, weights: dict[str, list[np.ndarray]]):
         if kernel.ndim != 5 or kernel.shape[:3] != (k, k, k) or kernel.shape[out_axis] != width:
             raise InputError(f"layer {name}_conv has a kernel of shape {kernel.shape}, not {k}x{k}x{k} to {width} "
                              f"channels: the weights do not fit the architecture in the model's metadata.")
+        filters = _ov_kernel(kernel)
         if transpose:
-            # Keras (k, k, k, out, in) -> ConvolutionBackpropData (in, out, k, k, k); Keras "same" padding for stride
-            # 2 is the gradient of a forward convolution padded (0, 1): output side = 2 x input side
-            filters = ops.constant(np.ascontiguousarray(kernel.transpose(4, 3, 0, 1, 2)))
+            # Keras "same" padding for stride 2 is the gradient of a forward convolution padded (0, 1): output side
+            # = 2 x input side
             pad = k - strides
             y = ops.convolution_backprop_data(x, filters, [strides] * 3, pads_begin=[pad // 2] * 3,
                                               pads_end=[pad - pad // 2] * 3)
-        else:
-            # Keras (k, k, k, in, out) -> Convolution (out, in, k, k, k); "same" = OpenVINO's same_upper
-            filters = ops.constant(np.ascontiguousarray(kernel.transpose(4, 3, 0, 1, 2)))
+        else:  # "same" = OpenVINO's same_upper
             y = ops.convolution(x, filters, [strides] * 3, [0] * 3, [0] * 3, [1] * 3, auto_pad="same_upper")
         return ops.add(y, ops.constant(bias.reshape(1, -1, 1, 1, 1)))
 
@@ -120,8 +125,7 @@ def build_graph(architecture: dict, weights: dict[str, list[np.ndarray]]):
         x = ops.concat([x, skips[level]], axis=1)
         x = block(x, width, f"up{level}")
     kernel, bias = _layer(weights, "head")
-    head = ops.convolution(x, ops.constant(np.ascontiguousarray(kernel.transpose(4, 3, 0, 1, 2))), [1] * 3,
-                           [0] * 3, [0] * 3, [1] * 3)
+    head = ops.convolution(x, _ov_kernel(kernel), [1] * 3, [0] * 3, [0] * 3, [1] * 3)
     out = ops.add(head, ops.constant(bias.reshape(1, -1, 1, 1, 1)))
     if config.output_activation != "linear":
         out = getattr(ops, config.output_activation)(out)

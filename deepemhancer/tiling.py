@@ -213,9 +213,10 @@ def predict_tiled(data: np.ndarray, predict_fn: PredictFn, plan: TilingPlan, *, 
         window = blend_window(cube, stride)
     done = 0
     for group in _batches(starts, batch_size):
+        # the part of each cube that lies inside the map, per axis
+        insides = [[min(cube, n - s) for s, n in zip(start, data.shape)] for start in group]
         batch = np.empty((len(group), cube, cube, cube, 1), dtype=np.float32)
-        for b, start in enumerate(group):
-            inside = [min(cube, n - s) for s, n in zip(start, data.shape)]
+        for b, (start, inside) in enumerate(zip(group, insides)):
             if all(c == cube for c in inside):
                 batch[b, ..., 0] = data[start[0]:start[0] + cube, start[1]:start[1] + cube,
                                         start[2]:start[2] + cube]
@@ -223,8 +224,7 @@ def predict_tiled(data: np.ndarray, predict_fn: PredictFn, plan: TilingPlan, *, 
                 batch[b, ..., 0] = data[np.ix_(*[_padded_indices(s, cube, n, pad_mode)
                                                  for s, n in zip(start, data.shape)])]
         pred = np.asarray(predict_fn(batch), dtype=np.float32).reshape(len(group), cube, cube, cube)
-        for (i, j, k), p in zip(group, pred):
-            di, dj, dk = (min(cube, n - s) for s, n in zip((i, j, k), data.shape))
+        for (i, j, k), (di, dj, dk), p in zip(group, insides, pred):
             if min(di, dj, dk) <= 0:  # a cube wholly in the padding (the original's wrap-padding of small boxes)
                 continue
             region = (slice(i, i + di), slice(j, j + dj), slice(k, k + dk))

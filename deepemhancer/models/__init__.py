@@ -17,6 +17,7 @@ Where models are looked for, first hit wins: ``--deepLearningModelPath`` (file o
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -73,8 +74,8 @@ class ModelMetadata:
             return f"unknown kind {self.kind!r} (one of {', '.join(KINDS)})"
         for name in ("voxel_size", "cube_size", "stride"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 \
-                    or value != value or value == float("inf"):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                    or value <= 0:
                 return f"{name} must be a positive number, got {value!r}"
         for name in ("cube_size", "fast_cube"):
             value = getattr(self, name)
@@ -176,8 +177,7 @@ def find_model(kind: str = "tightTarget", model_path: str | None = None) -> str:
 
 def read_metadata(path: str) -> tuple[ModelMetadata, str]:
     """``(metadata, weights file)`` of one of our models, from its ``.json`` (or ``.weights.h5``) path, validated."""
-    if path.endswith(".weights.h5"):
-        path = path[: -len(".weights.h5")] + ".json"
+    path = _json_path(path)
     try:
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
