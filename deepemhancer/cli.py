@@ -9,6 +9,7 @@ Examples:
   deepemhancer -i map.mrc -o post.mrc -p wideTarget --noiseStats 0.001 0.02
   deepemhancer -i map.mrc -o post.mrc -m mask.mrc -g -1 -b 4
   deepemhancer -i half1.mrc -i2 half2.mrc -o post.mrc --preserveHalves --localResolution --protectModel fit.cif
+  deepemhancer --selfcheck -g -1          # is this environment sound? (seconds; exit 2 with the fix if not)
 
 Exit codes: 0 success, 2 bad input (the message says what to fix), 1 internal error.
 """
@@ -92,13 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     other.add_argument("--download", nargs="?", const=DEFAULT_DOWNLOAD_DIR, metavar="DOWNLOAD_DEST",
                        help="download the official DeepEMhancer checkpoints (internet needed) into DOWNLOAD_DEST "
                             "(default %s) and exit" % DEFAULT_DOWNLOAD_DIR)
+    other.add_argument("--selfcheck", action="store_true",
+                       help="check this environment (versions, runtime, threads, GPUs, models with checksums, and "
+                            "a few seconds' run on a built-in map compared with the model's stored reference) and "
+                            "exit: 0 if sound, 2 with one line per problem and its fix. Honours -g, --backend and "
+                            "--deepLearningModelPath")
+    other.add_argument("--quick", action="store_true", help="with --selfcheck: skip the end-to-end run")
     other.add_argument("--version", action="version",
                        version=f"deepemhancer {__version__} (flags of DeepEMhancer {ORIGINAL_VERSION})")
     return parser
 
 
 def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.download is not None:
+    if args.download is not None or args.selfcheck:
         return
     numbers = {"-s/--samplingRate": args.samplingRate, "--cleaningStrengh": args.cleaningStrengh,
                "--protectRadius": args.protectRadius}
@@ -130,6 +137,9 @@ def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.selfcheck:
+        from . import selfcheck
+        return selfcheck.run(args.gpuIds, args.backend, args.deepLearningModelPath, quick=args.quick)
     from . import devices
     backend, n_gpus = devices.configure(args.gpuIds, args.backend)
     if args.download is not None:

@@ -126,13 +126,20 @@ def run(args: argparse.Namespace) -> int:
               "details": ev.details, "reference": ev.reference.kind if ev.reference else None,
               "mask": ev.reference.mask_kind if ev.reference else None,
               "maps": [s.row() for s in ev.scores]}
+    # the curves themselves, for figures drawn elsewhere (the Scipion viewer)
+    scores["curves"] = {f"{s.name} vs {ev.reference.kind}": _curve(s.fsc) for s in ev.scores}
     if ev.halfmap_fsc is not None:
         scores["halfmap_fsc0.143"] = resolution_at(ev.halfmap_fsc, 0.143)
         scores["halfmap_fsc0.5"] = resolution_at(ev.halfmap_fsc, 0.5)
+        scores["curves"]["half map 1 vs 2"] = _curve(ev.halfmap_fsc)
     with open(os.path.join(out, "scores.json"), "w") as fh:
         json.dump(scores, fh, indent=1)
     print(f"report: {png}, {page}")
     return 0
+
+
+def _curve(curve) -> dict:
+    return {"frequency": [round(float(f), 5) for f in curve.frequency], "fsc": [round(float(c), 4) for c in curve.fsc]}
 
 
 def main(argv: list[str] | None = None) -> int:

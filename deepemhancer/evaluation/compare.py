@@ -9,7 +9,10 @@ Conventions (the same as the reference numbers in the project's data README):
 - resolutions where the FSC first falls below 0.5 and 0.143;
 - CC: Pearson correlation with the reference blurred by a Gaussian of sigma = 0.225 x d / 2 (d: the resolution of
   the data), over the whole box and over the voxels where that blurred reference is above 5 % of its maximum
-  (or inside the user's mask).
+  (or inside the user's mask);
+- retention, outside and atoms inside (:mod:`.retention`): how much of the input's significant 6 A density each
+  map still shows, how much of its density lies away from the input's, and the fraction of model atoms inside its
+  contour enclosing the model's volume.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 
 from ..io import MapGrid
 from . import fsc as F
+from . import retention as R
 from .modelmap import model_map
 from .relion import relion_postprocess, relion_programs
 from .sharpen import auto_sharpen
@@ -50,10 +54,14 @@ class MapScore:
     fsc0143_masked: float
     cc: float
     cc_masked: float
+    retention: float | None = None       # of the input's significant 6 A density (:mod:`.retention`)
+    outside: float | None = None         # of the map's 6 A density, > 3 A from the input's
+    atoms_inside: float | None = None    # fraction of model atoms inside the map's model-volume contour
 
     def row(self) -> dict:
         return {"map": self.name, "FSC0.5": self.fsc05, "FSC0.143": self.fsc0143, "FSC0.5 env": self.fsc05_masked,
-                "FSC0.143 env": self.fsc0143_masked, "CC": self.cc, "CC env": self.cc_masked}
+                "FSC0.143 env": self.fsc0143_masked, "CC": self.cc, "CC env": self.cc_masked,
+                "retention": self.retention, "outside": self.outside, "atoms inside": self.atoms_inside}
 
 
 @dataclass
@@ -182,14 +190,26 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
             ev.resolution, ev.resolution_source = 2.0 * 2.0 * max(voxel), "default (4 x voxel)"
         ev.reference = make_reference(grid, ev.resolution, model=model, reference_map=reference_map, mask=mask)
         ev.scores = [score_map(name, data, ev.reference, voxel) for name, data in ev.maps.items()]
+        atoms = R.atom_voxel_indices(model, grid) if model is not None else None
+        for score in ev.scores:
+            if "input" in ev.maps:
+                kept = R.retention(ev.maps["input"], ev.maps[score.name], voxel)
+                score.retention, score.outside = kept.retention, kept.outside
+            if atoms is not None:
+                score.atoms_inside = R.atoms_inside(ev.maps[score.name], atoms, voxel)
     return ev
 
 
 def format_table(scores: list[MapScore], markdown: bool = True, title: str | None = None) -> str:
     """The numbers as a markdown table (resolutions in Angstrom, CC unitless)."""
-    head = ["map", "FSC0.5 (A)", "FSC0.143 (A)", "FSC0.5 env (A)", "FSC0.143 env (A)", "CC", "CC env"]
+    head = ["map", "FSC0.5 (A)", "FSC0.143 (A)", "FSC0.5 env (A)", "FSC0.143 env (A)", "CC", "CC env",
+            "retention", "outside", "atoms inside"]
+
+    def percent(value):
+        return "-" if value is None or value != value else f"{100 * value:.1f} %"
     rows = [[s.name, f"{s.fsc05:.2f}", f"{s.fsc0143:.2f}", f"{s.fsc05_masked:.2f}", f"{s.fsc0143_masked:.2f}",
-             f"{s.cc:.3f}", f"{s.cc_masked:.3f}"] for s in scores]
+             f"{s.cc:.3f}", f"{s.cc_masked:.3f}", percent(s.retention), percent(s.outside), percent(s.atoms_inside)]
+            for s in scores]
     lines = [f"**{title}**", ""] if title else []
     if markdown:
         lines.append("| " + " | ".join(head) + " |")

@@ -52,6 +52,7 @@ class ModelMetadata:
     version: str = __version__
     description: str = ""
     training: dict = field(default_factory=dict)
+    selfcheck: dict = field(default_factory=dict)   # output on the built-in map (deepemhancer.selfcheck)
     format: str = "deepemhancer-keras3"
 
     def tiling_plan(self, mode: str):

@@ -3,7 +3,7 @@
 Layout of a prepared folder::
 
     index.json                 {"version", "created_by", "pairs": [{"name", "split", "file", "source", ...}]}
-    train/<name>.npz           input, target_tight, target_wide, mask_tight, mask_wide (1 A grid, float16)
+    train/<name>.npz           input, target_tight, target_wide, target_sharp, mask_tight, mask_wide (1 A grid, float16)
     train/<name>.json          the pair's summary (simulation parameters, measured FSC resolution, noise stats)
     val/...  test/...
     mrc/<split>/<name>_*.mrc   (optional) half maps, ground truth and envelope at the simulated voxel size, for
@@ -91,6 +91,7 @@ def pair_arrays(input_1a, targets, masks, noise_stats) -> dict:
     """The arrays stored for one pair (float16 halves the disk and memory footprint; 1e-3 relative precision)."""
     return {"input": input_1a.astype(np.float16),
             "target_tight": targets["tight"].astype(np.float16), "target_wide": targets["wide"].astype(np.float16),
+            "target_sharp": targets.get("sharp", targets["tight"]).astype(np.float16),
             "mask_tight": masks["tight"].astype(np.float16), "mask_wide": masks["wide"].astype(np.float16),
             "noise_mean": np.float32(noise_stats[0]), "noise_std": np.float32(noise_stats[1])}
 

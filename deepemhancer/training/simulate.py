@@ -4,30 +4,44 @@ One call of :func:`simulate_pair` turns a structure into what a user would feed 
 at some voxel size) and what we want back (a locally sharpened, masked model map: see :mod:`.targets`). The
 recipe, in the order it is applied (every random number is drawn by :func:`draw_params` from one seeded RNG):
 
-1. **Atoms.** Model 1, hydrogens, waters and alternative conformations removed; polymer atoms make the target,
-   polymer + ligand atoms make the "experimental" signal (ligands are real density the target does not model).
+1. **Atoms.** Model 1, hydrogens, waters and alternative conformations removed; polymer atoms (protein and nucleic
+   acid) make the target, polymer + ligand atoms make the "experimental" signal (ligands are real density the tight
+   target does not model).
 2. **Orientation and box.** A uniformly random rotation about the centre of mass; a cubic box around the model
-   with a margin of 2-6 A (tight box, 30 %) or 10-30 A. Models larger than ``max_box`` are cropped to a
-   ``max_box`` cube around a random atom (density continues to the box edges, as in a crop of a big map).
-   Voxel size ``v`` drawn in 0.6-1.8 A but never coarser than ``d/2.2`` (nobody samples a 2.5 A map at 1.8 A).
-3. **Local resolution.** Every atom gets ``d_i = 0.85 d * (1 + g * (r_i/r95)^2) * (B_i/median B)^0.25 * flex_i``:
-   ``d`` the chosen global resolution (2.5-7 A), ``r_i`` the distance from the centre of mass (core better than
-   periphery, ``g`` in 0.2-0.8), the deposited B-factors (clipped to x0.85-1.25) and, for half of the maps, a
-   flexible region (a 12-25 A sphere around a peripheral atom whose ``d_i`` grows by up to x1.3-1.8).
+   with a margin of 2-6 A (the molecule fills the box, 30 %), 10-30 A (50 %) or 30-50 A (a molecule far smaller
+   than its box, 20 %). Models larger than ``max_box`` are cropped to a ``max_box`` cube around a random atom
+   (density continues to the box edges, as in a crop of a big map). Voxel size ``v`` drawn in 0.6-1.8 A but never
+   coarser than ``d/2.2`` (nobody samples a 2.5 A map at 1.8 A): resampling to the network's 1 A is in the data.
+3. **Local resolution.** Every atom gets ``d_i = 0.85 d * (1 + g * (r_i/r95)^2) * (B_i/median B)^0.25 * dom_i *
+   flex_i``: ``d`` the chosen global resolution (2.5-7 A), ``r_i`` the distance from the centre of mass (core better
+   than periphery, ``g`` in 0.2-0.8), the deposited B-factors (clipped to x0.85-1.25), for 40 % of the maps 2-5
+   domains (Voronoi cells around random atoms) each worse by a factor 1-1.6, and for 60 % a flexible extension
+   (a 12-30 A sphere around a peripheral atom whose resolution falls smoothly to 8-12 A at its seed). ``d_i`` is
+   clipped to 15 A.
 4. **Signal.** Electron-scattering density (gemmi ``DensityCalculatorE``, 5-Gaussian electron form factors) with
    per-atom ``B = B_global + 4 (d_i^2 - (0.85 d)^2)``: a global contrast loss ``B_global`` in 50-200 A^2 (higher at
-   worse resolution) plus the local blur.
-5. **Non-protein density** (absent from the target): a detergent micelle or a thinner lipid belt around a random
-   axis (35 % of maps; 25-60 % of the mean protein density, textured, low resolution, excluded from the protein
-   volume) and 0-4 blobs of 2-5 A next to the surface (glycans, unmodelled tails, ligands).
-6. **Noise.** Independent in the two halves: white Gaussian noise coloured by
-   ``exp(-B_n s^2/4) (1 + a exp(-(20 s)^2))`` (``B_n`` 0-0.5 B_global, low-frequency excess ``a`` 0-2), scaled
-   so that the half-map FSC computed over the whole box crosses 0.143 at ``d``. The measured crossing is stored.
-7. **Box effects.** 20 % of maps are multiplied by a depositor-style soft mask (4-8 A around the model, 3-6 A
+   worse resolution) plus the local blur. For 25 % of the maps, preferred orientation: the Fourier transform is
+   multiplied by ``exp(-B_a (s.n)^2 / 4)`` along a random axis ``n`` (``B_a`` 40-300 A^2, so the resolution along
+   ``n`` is worse).
+5. **Non-protein density** (absent from the tight target, kept at low resolution by the wide one): a detergent
+   micelle or a thinner lipid belt around a random axis (35 % of maps; 25-60 % of the mean protein density,
+   textured, low resolution, excluded from the protein volume) and 0-4 blobs of 2-5 A next to the surface
+   (glycans, unmodelled tails, ligands).
+6. **Noise.** Independent in the two halves, one of four models (``noise_model``): ``white``; ``coloured``
+   (``exp(-B_n s^2/4) (1 + a exp(-(20 s)^2))``, ``B_n`` 0-0.5 B_global, low-frequency excess ``a`` 0-2); ``ctf``
+   (the square root of the CTF^2 averaged over 5 defoci of 0.8-2.5 um at 300 kV, times the same envelope, plus a
+   low-frequency excess of 1-4: the spectrum of a reconstruction from few particles); ``texture`` (coloured noise
+   with an anisotropic spectrum, streaks along a random axis, multiplied by a smooth random field of 0.5-1.5:
+   non-stationary solvent as near a membrane or a denoised background). Scaled so that the expected half-map FSC
+   over the whole box crosses 0.143 at ``d``; the measured crossing is stored.
+7. **Post-processing and box effects.** 15 % of maps arrive already sharpened: both halves multiplied by
+   ``exp(+B_s s^2/4)`` (``B_s`` 0.5-1x B_global) and low-passed at ``d`` with a raised-cosine edge, as a
+   post-processed map would be. 20 % are multiplied by a depositor-style soft mask (4-8 A around the model, 3-6 A
    cosine edge: exact zeros outside), 15 % get 1-3 faces zeroed over 3-12 voxels (padded boxes).
 8. **As inference sees it.** The half maps are averaged, normalised with the engine's own
    ``estimate_noise_stats`` + ``normalize`` on the original grid (noise SD 0.1) and resampled to 1 A with the
-   engine's ``to_voxel_size``; targets and masks are made on the same grid and resampled the same way.
+   engine's ``to_voxel_size``; targets and masks are made on the same grid and resampled the same way
+   (:mod:`.targets`: every modelled atom stays in every target at its local resolution).
 """
 
 from __future__ import annotations
@@ -94,6 +108,9 @@ def load_atoms(path: str | os.PathLike) -> AtomSet:
                    np.asarray(poly, bool))
 
 
+NOISE_MODELS = ("white", "coloured", "ctf", "texture")
+
+
 @dataclass
 class SimulationParams:
     """Every random choice behind one simulated map (stored with the pair)."""
@@ -103,17 +120,27 @@ class SimulationParams:
     voxel_size: float = 1.0          # voxel of the simulated half maps (A)
     b_global: float = 100.0          # global contrast loss (A^2)
     periphery: float = 0.5           # local resolution worsening towards the periphery
-    flexible_factor: float = 1.0     # >1: a flexible region whose resolution is that much worse
+    domains: int = 0                 # >1: Voronoi domains around random atoms, each worse by a factor ...
+    domain_spread: float = 0.0       # ... drawn in 1..1+domain_spread
+    flexible_factor: float = 1.0     # >1: a flexible region whose resolution is that much worse at its seed
     flexible_radius: float = 18.0
+    anisotropy_b: float = 0.0        # preferred orientation: extra B (A^2) along anisotropy_axis
+    anisotropy_axis: list = field(default_factory=lambda: [0.0, 0.0, 1.0])
     margin: float = 15.0             # box margin around the model (A)
     micelle: str = "none"            # "none", "micelle" or "belt"
     micelle_level: float = 0.4       # relative to the mean protein density
     n_blobs: int = 0
+    noise_model: str = "coloured"    # one of NOISE_MODELS
     noise_b: float = 30.0            # noise colour: B-factor of the noise spectrum (A^2)
     noise_lowfreq: float = 0.5       # low-frequency excess of the noise spectrum
+    sharpened_b: float = 0.0         # >0: the halves were sharpened by this B (A^2) and low-passed at resolution
     depositor_mask: bool = False
     zero_faces: int = 0
     rotation: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 1.0])  # quaternion (x, y, z, w)
+
+    def __post_init__(self):
+        if self.noise_model not in NOISE_MODELS:
+            raise ValueError(f"unknown noise model {self.noise_model!r}; choose one of {', '.join(NOISE_MODELS)}")
 
 
 def draw_params(rng: np.random.Generator, seed: int, resolution_range=(2.5, 7.0),
@@ -122,15 +149,29 @@ def draw_params(rng: np.random.Generator, seed: int, resolution_range=(2.5, 7.0)
     d = float(rng.uniform(*resolution_range))
     vmax = max(voxel_range[0], min(voxel_range[1], d / 2.2))
     u = np.clip((d - 2.5) / 4.5 + rng.normal(0, 0.25), 0, 1)
+    b_global = 50 + 150 * float(u)
     micelle = rng.choice(["none", "micelle", "belt"], p=[0.65, 0.25, 0.10])
+    margin_kind = rng.choice(3, p=[0.3, 0.5, 0.2])
+    margin = float(rng.uniform(*((2, 6), (10, 30), (30, 50))[margin_kind]))
+    noise_model = str(rng.choice(NOISE_MODELS, p=[0.15, 0.35, 0.25, 0.25]))
+    flex = rng.random() < 0.6
+    # the flexible seed reaches 8-12 A: factor relative to the core resolution 0.85 d
+    flexible_factor = max(1.0, float(rng.uniform(8, 12)) / (0.85 * d)) if flex else 1.0
+    aniso = rng.random() < 0.25
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    domains = int(rng.integers(2, 6)) if rng.random() < 0.4 else 0
     return SimulationParams(
         seed=seed, resolution=round(d, 3), voxel_size=round(float(rng.uniform(voxel_range[0], vmax)), 4),
-        b_global=round(50 + 150 * float(u), 1), periphery=float(rng.uniform(0.2, 0.8)),
-        flexible_factor=float(rng.uniform(1.3, 1.8)) if rng.random() < 0.5 else 1.0,
-        flexible_radius=float(rng.uniform(12, 25)),
-        margin=float(rng.uniform(2, 6)) if rng.random() < 0.3 else float(rng.uniform(10, 30)),
-        micelle=str(micelle), micelle_level=float(rng.uniform(0.25, 0.6)), n_blobs=int(rng.integers(0, 5)),
-        noise_b=float(rng.uniform(0, 0.5)) * (50 + 150 * float(u)), noise_lowfreq=float(rng.uniform(0, 2)),
+        b_global=round(b_global, 1), periphery=float(rng.uniform(0.2, 0.8)),
+        domains=domains, domain_spread=float(rng.uniform(0.1, 0.6)) if domains else 0.0,
+        flexible_factor=round(flexible_factor, 3), flexible_radius=float(rng.uniform(12, 30)),
+        anisotropy_b=float(rng.uniform(40, 300)) if aniso else 0.0, anisotropy_axis=[float(a) for a in axis],
+        margin=margin, micelle=str(micelle), micelle_level=float(rng.uniform(0.25, 0.6)),
+        n_blobs=int(rng.integers(0, 5)), noise_model=noise_model,
+        noise_b=float(rng.uniform(0, 0.5)) * b_global,
+        noise_lowfreq=float(rng.uniform(1, 4)) if noise_model == "ctf" else float(rng.uniform(0, 2)),
+        sharpened_b=float(rng.uniform(0.5, 1.0)) * b_global if rng.random() < 0.15 else 0.0,
         depositor_mask=bool(rng.random() < 0.2), zero_faces=int(rng.integers(1, 4)) if rng.random() < 0.15 else 0,
         rotation=[float(q) for q in Rotation.random(random_state=rng).as_quat()])
 
@@ -167,6 +208,56 @@ def radial_frequency(n: int, voxel: float) -> np.ndarray:
     f = np.fft.fftfreq(n, d=voxel)
     fr = np.fft.rfftfreq(n, d=voxel)
     return np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + fr[None, None, :] ** 2)
+
+
+def frequency_components(n: int, voxel: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(s_x, s_y, s_z) in 1/A of the rfftn coefficients of an ``n^3`` (z, y, x) box, broadcastable."""
+    f = np.fft.fftfreq(n, d=voxel)
+    fr = np.fft.rfftfreq(n, d=voxel)
+    return fr[None, None, :], f[None, :, None], f[:, None, None]
+
+
+def _directional(n: int, voxel: float, axis) -> np.ndarray:
+    """``(s . axis)^2`` of the rfftn coefficients; ``axis`` is a unit (x, y, z) vector."""
+    sx, sy, sz = frequency_components(n, voxel)
+    ax = np.asarray(axis, float) / max(np.linalg.norm(axis), 1e-9)
+    return (sx * ax[0] + sy * ax[1] + sz * ax[2]) ** 2
+
+
+def fourier_filter(data: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Multiply the rfftn of a cubic map by ``weights`` (same float32 grid back)."""
+    return np.fft.irfftn(np.fft.rfftn(data) * weights, s=data.shape, axes=(0, 1, 2)).astype(np.float32)
+
+
+#: electron wavelength at 300 kV (A), spherical aberration (A) and amplitude contrast of the ``ctf`` noise model
+_WAVELENGTH, _CS, _AMPLITUDE_CONTRAST = 0.0197, 2.7e7, 0.07
+
+
+def noise_colour(params: SimulationParams, n: int, voxel: float, rng: np.random.Generator) -> np.ndarray:
+    """Amplitude spectrum (rfftn grid) of the half-map noise for ``params.noise_model`` (see the module docstring)."""
+    s = radial_frequency(n, voxel)
+    envelope = np.exp(-params.noise_b * s ** 2 / 4)
+    lowfreq = 1 + params.noise_lowfreq * np.exp(-(20 * s) ** 2)
+    if params.noise_model == "white":
+        return np.ones_like(s)
+    if params.noise_model == "ctf":
+        power = np.zeros_like(s)
+        for defocus in rng.uniform(0.8e4, 2.5e4, size=5):
+            chi = np.pi * _WAVELENGTH * defocus * s ** 2 - 0.5 * np.pi * _CS * _WAVELENGTH ** 3 * s ** 4
+            power += (np.sqrt(1 - _AMPLITUDE_CONTRAST ** 2) * np.sin(chi) + _AMPLITUDE_CONTRAST * np.cos(chi)) ** 2
+        return np.sqrt(power / 5) * envelope + params.noise_lowfreq * np.exp(-(20 * s) ** 2)
+    colour = envelope * lowfreq
+    if params.noise_model == "texture":
+        axis = rng.normal(size=3)
+        colour = colour * (1 + rng.uniform(1, 4) * _directional(n, voxel, axis) / np.maximum(s ** 2, 1e-12))
+    return colour
+
+
+def _texture_field(n: int, voxel: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth positive field of 0.5-1.5 (correlation length ~10 A) modulating ``texture`` noise."""
+    field_ = ndimage.gaussian_filter(rng.normal(size=(n, n, n)).astype(np.float32), 10.0 / voxel, mode="wrap")
+    field_ /= np.abs(field_).max() + 1e-9
+    return (1 + 0.5 * field_).astype(np.float32)
 
 
 def fsc(a: np.ndarray, b: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:
@@ -268,7 +359,7 @@ class SimulatedPair:
     groundtruth: np.ndarray          # target density T (unmasked) at voxel_size, scaled like the tight target
     envelope: np.ndarray             # tight soft mask at voxel_size
     input_1a: np.ndarray             # normalised half-map average at 1 A (what the network sees)
-    targets_1a: dict                 # {"tight": ..., "wide": ...}
+    targets_1a: dict                 # {"tight": ..., "wide": ..., "sharp": ...} (see targets.make_targets)
     masks_1a: dict                   # {"tight": ..., "wide": ...}
     nonprotein_1a: np.ndarray        # micelle/blob density at 1 A (normalised like the input; for tests/analysis)
     noise_stats: tuple               # (mean, std) used to normalise the average
@@ -323,6 +414,12 @@ def simulate_pair(atoms: AtomSet, params: SimulationParams, *, max_box: float = 
     pb = b[polymer]
     if pb.std() > 1 and np.median(pb) > 0:
         f *= np.clip((np.maximum(b, 1) / np.median(pb)) ** 0.25, 0.85, 1.25)
+    if params.domains > 1:
+        seeds = xyz[polymer][rng.choice(int(polymer.sum()), size=params.domains, replace=False)]
+        domain = np.argmin(((xyz[:, None, :] - seeds[None]) ** 2).sum(-1), axis=1)
+        factors = 1 + params.domain_spread * rng.random(params.domains)
+        factors[rng.integers(params.domains)] = 1.0   # one domain keeps the map's best resolution
+        f *= factors[domain]
     if params.flexible_factor > 1:
         peripheral = np.nonzero(polymer & (rn > 0.6))[0]
         if peripheral.size:
@@ -332,14 +429,16 @@ def simulate_pair(atoms: AtomSet, params: SimulationParams, *, max_box: float = 
     d_core = 0.85 * params.resolution
     d_local = np.clip(d_core * f, d_core, 15.0)
     b_in = params.b_global + 4 * (d_local ** 2 - d_core ** 2)
-    b_target = 2 * d_local ** 2
+    b_target = tg.TARGET_B_PER_D2 * d_local ** 2
+    b_sharp = tg.SHARP_B_PER_D2 * d_local ** 2
 
     # --- densities at the half-map voxel size ---
     signal = atom_density(xyz, elements, b_in, occ, n, v)
     pel = [e for e, k in zip(elements, polymer) if k]
     truth = atom_density(xyz[polymer], pel, b_target[polymer], occ[polymer], n, v)
+    truth_sharp = atom_density(xyz[polymer], pel, b_sharp[polymer], occ[polymer], n, v)
     distance = tg.atom_distance_map(xyz[polymer] / v, (n, n, n), v)
-    masks = tg.envelope_masks(distance)
+    masks = tg.envelope_masks(xyz[polymer] / v, (n, n, n), v, d_local[polymer])
     level = float(signal[masks["tight"] > 0.5].mean())
 
     nonprotein = np.zeros_like(signal)
@@ -348,20 +447,34 @@ def simulate_pair(atoms: AtomSet, params: SimulationParams, *, max_box: float = 
     if params.n_blobs:
         nonprotein += _blobs(signal.shape, v, distance, params, rng, level)
     signal = signal + nonprotein
+    if params.anisotropy_b > 0:
+        # preferred orientation: the data lack resolution along one axis; the targets keep half of that loss, so
+        # the network is not asked to invent what no view recorded
+        along = _directional(n, v, params.anisotropy_axis)
+        signal = fourier_filter(signal, np.exp(-params.anisotropy_b * along / 4))
+        half_loss = np.exp(-params.anisotropy_b * along / 8)
+        truth, truth_sharp = fourier_filter(truth, half_loss), fourier_filter(truth_sharp, half_loss)
 
-    # --- coloured noise, scaled so the half-map FSC crosses 0.143 at the chosen resolution ---
-    s = radial_frequency(n, v)
-    colour = np.exp(-params.noise_b * s ** 2 / 4) * (1 + params.noise_lowfreq * np.exp(-(20 * s) ** 2))
+    # --- noise of the chosen model, scaled so the half-map FSC crosses 0.143 at the chosen resolution ---
+    colour = noise_colour(params, n, v, rng)
     alpha = _noise_scale(signal, colour, n, v, params.resolution)
+    modulation = _texture_field(n, v, rng) if params.noise_model == "texture" else None
     halves = []
     for _ in range(2):
-        white = rng.normal(size=(n, n, n)).astype(np.float32)
-        noise = np.fft.irfftn(np.fft.rfftn(white) * colour, s=(n, n, n), axes=(0, 1, 2)).astype(np.float32)
+        noise = fourier_filter(rng.normal(size=(n, n, n)).astype(np.float32), colour)
+        if modulation is not None:
+            noise *= modulation
         halves.append(signal + np.float32(alpha) * noise)
     freq, curve = fsc(halves[0], halves[1], v)
     measured = fsc_resolution(freq, curve)
 
-    # --- box effects ---
+    # --- post-processing and box effects ---
+    if params.sharpened_b > 0:
+        s = radial_frequency(n, v)
+        edge = np.clip((s * params.resolution - 0.95) / 0.15, 0, 1)
+        weights = np.exp(params.sharpened_b * s ** 2 / 4) * 0.5 * (1 + np.cos(np.pi * edge))
+        halves = [fourier_filter(h, weights) for h in halves]
+
     if params.depositor_mask:
         dep = tg.soft_mask(distance, rng.uniform(4, 8), rng.uniform(3, 6))
         halves = [h * dep for h in halves]
@@ -387,9 +500,11 @@ def simulate_pair(atoms: AtomSet, params: SimulationParams, *, max_box: float = 
     x = norm.normalize(average, stats)
     input_1a = to_voxel_size(x, v, MODEL_VOXEL)
     nonprotein_1a = to_voxel_size(nonprotein / np.float32(10 * stats.std), v, MODEL_VOXEL)
-    truth_1a = to_voxel_size(truth, v, MODEL_VOXEL)
     masks_1a = {k: np.clip(to_voxel_size(m, v, MODEL_VOXEL), 0, 1) for k, m in masks.items()}
-    targets_1a = {k: tg.make_target(truth_1a, m) for k, m in masks_1a.items()}
+    # unmodelled density (micelle, blobs) stays in the wide target at low resolution, on the same scale
+    unmodelled = ndimage.gaussian_filter(nonprotein, tg.UNMODELLED_BLUR / v)
+    targets_1a = tg.make_targets(to_voxel_size(truth, v, MODEL_VOXEL), to_voxel_size(truth_sharp, v, MODEL_VOXEL),
+                                 masks_1a, to_voxel_size(unmodelled, v, MODEL_VOXEL))
     scale = tg.target_scale(truth, masks["tight"])
     return SimulatedPair(
         name=atoms.name, params=params, half1=halves[0].astype(np.float32), half2=halves[1].astype(np.float32),

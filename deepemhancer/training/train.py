@@ -36,7 +36,7 @@ import csv
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -48,7 +48,7 @@ from ..tiling import predict_tiled, signal_envelope
 from . import prepare as prep
 
 KINDS = ("tightTarget", "wideTarget", "highRes", "masked")
-TARGET_KEY = {"tightTarget": "target_tight", "highRes": "target_tight", "masked": "target_tight",
+TARGET_KEY = {"tightTarget": "target_tight", "highRes": "target_sharp", "masked": "target_tight",
               "wideTarget": "target_wide"}
 CSV_FIELDS = ("epoch", "step", "lr", "train_mae", "val_mae", "val_cc", "val_cc_input", "val_noise_rms",
               "epoch_seconds", "seconds_per_step", "wall_seconds")
@@ -131,7 +131,8 @@ def _pad_to(a: np.ndarray, cube: int, mode: str) -> np.ndarray:
 def load_volume(folder: str, entry: dict, kind: str, cube: int, input_gain: str | None = None) -> Volume:
     with np.load(os.path.join(folder, entry["file"])) as z:
         x = z["input"].astype(np.float32)
-        y = z[TARGET_KEY[kind]].astype(np.float32)
+        # pairs prepared before the sharper highRes target existed fall back to the tight one
+        y = z[TARGET_KEY[kind] if TARGET_KEY[kind] in z.files else "target_tight"].astype(np.float32)
         mask = z["mask_tight"].astype(np.float32)
         if kind == "masked":
             # the masked model sees the raw map normalised inside a binary mask (what a user gives with -m)
@@ -309,9 +310,11 @@ def build_model(cfg: TrainConfig):
 
 def _initialise_from(model, cfg: TrainConfig, train_vols: list[Volume], log) -> None:
     """Copy another model's weights into ``model``; a group-normalised source is folded first when this run has
-    no normalisation layers (statistics from 64 training cubes drawn with their own seed)."""
+    no normalisation layers (statistics from 64 training cubes drawn with their own seed), and a narrower source
+    is widened to this run's filters (:mod:`.widen`: the same function, copies perturbed by 1 %)."""
     from ..models import load_model
     from .fold import fold_group_norm
+    from .widen import widen_unet
     loaded = load_model(cfg.init_weights)
     source, source_config = loaded.model, UNetConfig.from_dict(loaded.metadata.architecture)
     if source_config.norm_layer == "group" and cfg.norm_layer == "none":
@@ -319,6 +322,13 @@ def _initialise_from(model, cfg: TrainConfig, train_vols: list[Volume], log) -> 
         cubes = np.concatenate([make_batch(train_vols, cfg, rng, train=False)[0] for _ in range(64 // cfg.batch)])
         source = fold_group_norm(source, source_config, cubes)
         log(f"folded the group normalisation of {cfg.init_weights} into its convolutions")
+    if source_config.filters != cfg.unet.filters:
+        try:
+            source = widen_unet(source, replace(source_config, norm_layer=cfg.norm_layer), cfg.unet,
+                                rng=np.random.default_rng(cfg.seed + 15485863))
+        except ValueError as exc:
+            raise InputError(f"--init-weights {cfg.init_weights}: {exc}") from None
+        log(f"widened {cfg.init_weights} from filters {list(source_config.filters)} to {list(cfg.unet.filters)}")
     if [w.shape for w in source.weights] != [w.shape for w in model.weights]:
         raise InputError(f"--init-weights {cfg.init_weights} has another architecture than this run.")
     model.set_weights(source.get_weights())
@@ -457,13 +467,17 @@ def training_metadata(cfg: TrainConfig, state: dict, folders, train_vols, val_vo
 
 
 def save_final(model, metadata: dict, directory: str, kind: str) -> list[str]:
-    """Save with the engine's registry (``deepemhancer_<kind>.weights.h5`` + ``.json``); returns the files."""
+    """Save with the engine's registry (``deepemhancer_<kind>.weights.h5`` + ``.json``, with the self-check's
+    reference output); returns the files."""
     os.makedirs(directory, exist_ok=True)
     from ..models import ModelMetadata, save_model
     # an uncompiled copy: Keras would otherwise store the optimizer's moments too (3x the file size)
+    from ..selfcheck import store_reference
     lean = build_unet(UNetConfig.from_dict(metadata["architecture"]))
     lean.set_weights(model.get_weights())
-    return [save_model(lean, ModelMetadata.from_dict(metadata), directory, kind)]
+    path = save_model(lean, ModelMetadata.from_dict(metadata), directory, kind)
+    store_reference(path)  # the output `deepemhancer --selfcheck` compares with, made here with Keras
+    return [path]
 
 
 # ----------------------------------------------------------------------------------------------------- evaluation
