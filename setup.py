@@ -40,7 +40,7 @@ setup(
     include_package_data=True,
     package_data={
         "deepemhancer": ["models/*.json", "models/*.weights.h5", "models/*.md"],
-        "deepemhancer_plugin": ["protocols.conf", "templates/*.json.template", "tests/data/*", "*.png"],
+        "deepemhancer_plugin": ["protocols.conf", "templates/*.json.template", "tests/data/*", "example/*", "*.png"],
     },
     install_requires=[],
     extras_require={

@@ -1,8 +1,9 @@
 """deepemhancer: deep-learning post-processing of cryo-EM maps (masking + local sharpening in one step).
 
 Flag-compatible with DeepEMhancer 0.17 (same names, meanings and defaults), plus --tiling, --overwrite, --quiet,
---backend, and what the original lacks: --preserveHalves (processed halves + a confidence map), --localResolution,
---protectMask / --protectModel (keep ligands, lipids, glycans). The output lies exactly on the input's grid (shape, voxel size, origin).
+--backend, --selfcheck, --summaryJson, and what the original lacks: --preserveHalves (processed halves + a
+confidence map), --localResolution, --protectMask / --protectModel (keep ligands, lipids, glycans). The output lies
+exactly on the input's grid (shape, voxel size, origin).
 
 Examples:
   deepemhancer -i half1.mrc -i2 half2.mrc -o post.mrc
@@ -71,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "of this fitted model")
     beyond.add_argument("--protectRadius", type=float, default=3.0,
                         help="radius in A around protected atoms. Default: %(default)s")
+    beyond.add_argument("--summaryJson", metavar="FILE.json",
+                        help="also write what was done as JSON: model (path, kind, weights SHA-256), runtime, "
+                             "tiling, cubes, seconds, noise statistics, notes (for workflow managers, e.g. the "
+                             "Scipion protocol's summary)")
     compute = parser.add_argument_group("computation")
     compute.add_argument("-g", "--gpuIds", default="0",
                          help="GPU ids, comma separated; -1 = CPU; all = every GPU of the job. Default: %(default)s "
@@ -134,6 +139,14 @@ def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("--preserveHalves and --localResolution need the two half maps (-i half1 -i2 half2)")
     if args.protectRadius <= 0:
         parser.error(f"--protectRadius must be positive, got {args.protectRadius}")
+    if args.summaryJson:
+        if not args.summaryJson.lower().endswith(".json"):
+            parser.error(f"--summaryJson must name a .json file, got {args.summaryJson}")
+        folder = os.path.dirname(os.path.abspath(args.summaryJson))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            parser.error(f"--summaryJson {args.summaryJson}: folder {folder} does not exist or is not writable")
+        if os.path.exists(args.summaryJson) and not args.overwrite:
+            parser.error(f"--summaryJson {args.summaryJson} already exists; choose another name or pass --overwrite")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite)
     for note in result.notes:
         print(f"deepemhancer: note: {note}", file=sys.stderr)
+    if args.summaryJson:
+        _write_summary(args.summaryJson, args, result)
     if not args.quiet:
         stats = result.noise_stats
         noise = f"noise mean {stats.mean:.5g} SD {stats.std:.5g} ({stats.method})" if stats else "mask normalisation"
@@ -168,6 +183,26 @@ def run(args: argparse.Namespace) -> int:
               f"{result.cubes_total} cubes ({args.tiling} tiling, {result.runtime}); {result.seconds:.1f} s",
               file=sys.stderr)
     return 0
+
+
+def _write_summary(path: str, args: argparse.Namespace, result) -> None:
+    import json
+    from .io import write_text
+    from .models import read_metadata
+    from .selfcheck import weights_sha256
+    model = {"path": result.model_path}
+    if result.model_path.endswith(".json"):
+        metadata, weights = read_metadata(result.model_path)
+        model.update(kind=metadata.kind, weights_sha256=weights_sha256(weights),
+                     filters=list(metadata.architecture.get("filters", [])))
+    stats = result.noise_stats
+    summary = {"engine": __version__, "input": args.inputMap, "half_map_2": args.halfMap2, "output": args.outputMap,
+               "model": model, "runtime": result.runtime, "tiling": args.tiling,
+               "cubes_evaluated": result.cubes_evaluated, "cubes_total": result.cubes_total,
+               "seconds": round(result.seconds, 2),
+               "noise_stats": None if stats is None else {"mean": stats.mean, "std": stats.std, "method": stats.method},
+               "notes": list(result.notes)}
+    write_text(path, json.dumps(summary, indent=1) + "\n", overwrite=args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:

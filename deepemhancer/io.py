@@ -239,6 +239,22 @@ def write_map(path: str | os.PathLike, data: np.ndarray, grid: MapGrid, *, overw
     return path
 
 
+def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> str:
+    """Write a small text file (the run summary) atomically, with the same no-replace rule as :func:`write_map`."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".txt", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        _publish(tmp, path, overwrite)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

@@ -217,8 +217,9 @@ def check_end_to_end(runtime: str, model_path: str | None = None) -> Check:
 
 
 def run(gpu_ids: str = "-1", backend: str = "auto", model_path: str | None = None, quick: bool = False,
-        stream=sys.stdout) -> int:
-    """Print the self-check; 0 when sound, 2 when something needs fixing."""
+        stream=None) -> int:
+    """Print the self-check (to ``stream``, default stdout); 0 when sound, 2 when something needs fixing."""
+    stream = stream or sys.stdout
     print("deepemhancer self-check", file=stream, flush=True)
     checks = check_versions()
     for c in checks:

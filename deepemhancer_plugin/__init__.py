@@ -15,6 +15,7 @@ and its Keras stack, and the protocol runs ``python -m deepemhancer`` inside it.
 
 import os
 import shlex
+import subprocess
 import sys
 
 import pwem
@@ -115,6 +116,40 @@ class Plugin(pwem.Plugin):
     @classmethod
     def getInstallCommand(cls, package=ENGINE_PACKAGE):
         return "scipion3 installb %s" % package
+
+    @classmethod
+    def validateInstallation(cls):
+        """Scipion's path check, then the engine's quick self-check in the managed env (versions, runtime, models
+        with their checksums): one line per problem, each with its fix."""
+        errors = super().validateInstallation()
+        if errors or not cls.isEnvInstalled():
+            return errors
+        return cls.selfCheckProblems(quick=True)
+
+    _selfCheckCache = {}
+
+    @classmethod
+    def selfCheckProblems(cls, quick=True, gpuIds="-1"):
+        """The PROBLEM lines of `deepemhancer --selfcheck` run in the managed env; cached while the env's flag file
+        and the models folder are unchanged (the Scipion GUI validates often)."""
+        stamps = tuple(os.path.getmtime(p) if os.path.exists(p) else 0
+                       for p in (cls.getHome(FLAG_ENGINE), cls.getModelsDir()))
+        key = (quick, gpuIds, stamps)
+        if key not in cls._selfCheckCache:
+            command = "%s --selfcheck -g %s%s" % (cls.getProgram(), gpuIds, " --quick" if quick else "")
+            try:
+                proc = subprocess.run(["/bin/sh", "-c", command], env=cls.getEnviron(), capture_output=True,
+                                      text=True, timeout=300)
+            except subprocess.TimeoutExpired:
+                return ["deepemhancer --selfcheck did not finish in 300 s; run it by hand: %s" % command]
+            problems = ["DeepEMhancer self-check: %s" % line.strip()[len("PROBLEM"):].strip()
+                        for line in proc.stdout.splitlines() if line.strip().startswith("PROBLEM")]
+            if proc.returncode not in (0, 2) or (proc.returncode == 2 and not problems):
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+                problems.append("deepemhancer --selfcheck failed (exit %d): %s. Reinstall the environment: %s"
+                                % (proc.returncode, tail[0], cls.getInstallCommand(ENGINE_PACKAGE)))
+            cls._selfCheckCache[key] = problems
+        return list(cls._selfCheckCache[key])
 
     @classmethod
     def getDependencies(cls):

@@ -86,3 +86,55 @@ def test_eval_command_with_a_reference_map_and_a_user_mask(tmp_path, halves, cap
     assert set(rows) == {"half1"}  # no input map or half pair: only the processed column
     assert 3.0 < rows["half1"]["FSC0.5 env"] < 8.0
     assert "auto-B column unavailable" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ retention (issue 15)
+def _two_blobs(n=64, weak=0.25):
+    z, y, x = np.mgrid[:n, :n, :n]
+    strong = np.exp(-((x - 20) ** 2 + (y - 32) ** 2 + (z - 32) ** 2) / (2 * 4.0 ** 2))
+    faint = weak * np.exp(-((x - 46) ** 2 + (y - 32) ** 2 + (z - 32) ** 2) / (2 * 4.0 ** 2))
+    return strong, faint
+
+
+def test_retention_is_full_for_the_input_and_drops_when_weak_density_is_erased():
+    from deepemhancer.evaluation.retention import retention
+    strong, faint = _two_blobs()
+    noisy = strong + faint + np.random.default_rng(0).normal(0, 0.02, strong.shape)
+    same = retention(noisy, noisy, 1.0)
+    assert same.retention == 1.0
+    erased = retention(noisy, strong, 1.0)            # the weak blob removed, the strong one kept
+    assert erased.retention < 0.8
+    sharpened = retention(noisy, 3.0 * (strong + faint) ** 1.0, 1.0)   # scale does not matter
+    assert sharpened.retention > 0.9 and sharpened.outside < 0.05   # only the noisy boundary differs
+    invented = retention(noisy, strong + faint + np.roll(strong, 20, axis=0), 1.0)
+    assert invented.outside > 0.2                     # density where the input had none
+
+
+def test_atoms_inside_counts_atoms_of_an_erased_region():
+    from deepemhancer.evaluation.retention import atoms_inside
+    strong, faint = _two_blobs(weak=1.0)
+    atoms = np.array([[32, 32, x] for x in (18, 20, 22, 44, 46, 48)])
+    assert atoms_inside(strong + faint, atoms, 1.0) == 1.0
+    assert atoms_inside(strong, atoms, 1.0) == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------ second, independent simulator (issue 15)
+def test_validation_simulator_is_never_used_by_training():
+    import deepemhancer.training as training
+    folder = os.path.dirname(training.__file__)
+    for name in os.listdir(folder):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name)) as f:
+                assert "validation_simulator" not in f.read(), name
+
+
+def test_validation_simulator_makes_a_pair_at_the_asked_resolution():
+    from deepemhancer.evaluation import validation_simulator as vs
+    pair = vs.simulate(os.path.join(os.path.dirname(__file__), "data", "training_1ubi.pdb.gz"), seed=5,
+                       resolution=4.0)
+    assert pair.half1.shape == pair.half2.shape == pair.truth.shape == pair.envelope.shape
+    distance_mask = np.clip((pair.envelope > 0).astype(float), 0, 1)
+    freq, curve = vs._fsc_in_mask(pair.half1, pair.half2, distance_mask, pair.voxel_size)
+    assert 3.0 < vs._crossing(freq, curve) < 5.5
+    assert not np.allclose(pair.half1, pair.half2)
+    assert pair.recipe["flexible_atoms"] > 0 and 0.8 <= pair.voxel_size <= 1.4

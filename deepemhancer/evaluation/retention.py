@@ -50,7 +50,7 @@ def lowpass(data: np.ndarray, voxel_size, resolution: float = LOWPASS_ANGSTROM) 
     cutoff = 1.0 / resolution
     edge = np.clip((s - 0.9 * cutoff) / (0.1 * cutoff), 0.0, 1.0)
     weights = 0.5 * (1.0 + np.cos(np.pi * edge))
-    return np.fft.irfftn(np.fft.rfftn(np.asarray(data, np.float64)) * weights, s=data.shape)
+    return np.fft.irfftn(np.fft.rfftn(np.asarray(data, np.float64)) * weights, s=data.shape, axes=(0, 1, 2))
 
 
 def significant_region(low: np.ndarray, sd: float = SIGNIFICANCE_SD) -> np.ndarray:

@@ -13,6 +13,7 @@
 # **************************************************************************
 """DeepEMhancer post-processing of a map or of two half maps."""
 
+import json
 import os
 from collections import namedtuple
 
@@ -49,6 +50,15 @@ HALF_SUFFIXES = ("half1", "half2")
 CONFIDENCE_SUFFIX, LOCRES_SUFFIX = "confidence", "locres"
 EVALUATION_FOLDER = "evaluation"
 EVALUATION_PNG = "report.png"
+# The second tab: what tells the user which regions to trust, keeps what the network would remove, and scores it.
+TRUST_TAB = "Confidence, protection & evaluation"
+# When to choose which model (numbers from deepemhancer/models/MODEL_CARD.md, measured on maps never trained on).
+MODEL_HELP = ("tightTarget (default): removes solvent, detergent and unmodelled density tightly around the "
+              "molecule; the sharpest maps for model building. wideTarget: keeps weak peripheral density and, at "
+              "low resolution, micelles, lipids and glycans; choose it when flexible regions or a membrane matter "
+              "(it keeps more of the input's significant density than tightTarget). highRes: sharpens more; for "
+              "maps better than about 4 A. Custom: a model file you give (flag --deepLearningModelPath); "
+              "otherwise flag -p. The model card (%s) lists the measured differences per map.")
 
 
 class DeepEMhancerProtPostProcess(ProtAnalysis3D):
@@ -112,9 +122,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
 
         form.addParam("modelType", params.EnumParam, choices=MODEL_CHOICES, default=MODEL_TIGHT,
                       condition="normalization != %d" % NORM_MASK, label="Model",
-                      help="tightTarget: trained on tightly masked targets (default). wideTarget: less aggressive "
-                           "masking. highRes: for maps better than ~4 A. Custom: a model file you give "
-                           "(flag --deepLearningModelPath); otherwise flag -p.")
+                      help=MODEL_HELP % os.path.join("deepemhancer", "models", "MODEL_CARD.md"))
         form.addParam("customMaskedModel", params.BooleanParam, default=False,
                       condition="normalization == %d" % NORM_MASK, label="Custom masked model?",
                       help="With a binary mask the installed masked model is used unless you give a model file.")
@@ -141,7 +149,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                       help="fast: fewer, blended cubes. original: the original program's dense overlapping "
                            "cubes (slower, for exact comparisons) (flag --tiling).")
 
-        form.addSection(label="Beyond the original")
+        form.addSection(label=TRUST_TAB)
         halvesCondition = "inputType in [%d, %d]" % (INPUT_ATTACHED_HALVES, INPUT_SEPARATE_HALVES)
         form.addParam("preserveHalves", params.BooleanParam, default=False, condition=halvesCondition,
                       label="Preserve half maps?",
@@ -191,8 +199,12 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         if self._isOutputUpToDate(engineArgs):
             self.info("Output %s is newer than its inputs and was made with the same arguments: kept." % output)
             return
-        pwutils.cleanPath(output, self._getArgsRecord(), *self._getExtraOutputFiles(allKinds=True))
+        pwutils.cleanPath(output, self._getArgsRecord(), self._getRunSummaryFile(),
+                          *self._getExtraOutputFiles(allKinds=True))
         program, args = self._getEngineCommand(engineArgs)
+        # a few seconds that tell, in this run's log, whether the environment is sound before the long part
+        self.runJob(*self._getEngineCommand(self._getSelfCheckArgs()), env=Plugin.getEnviron(),
+                    cwd=self._getExtraPath(), numberOfMpi=1)
         self.runJob(program, args, env=Plugin.getEnviron(), cwd=self._getExtraPath(), numberOfMpi=1)
         for fn in [output] + self._getExtraOutputFiles():
             if not os.path.exists(fn):
@@ -250,6 +262,15 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         summary += self._describeExtras()
         if self.isFinished() and self.hasAttribute(outputs.outputVolume.name):
             summary.append("Output: %s." % self.getOutputVolume().getFileName())
+            run = self.getRunSummary()
+            if run:
+                model = run["model"]
+                summary.append("Run: model %s%s, runtime %s, %s tiling, %d of %d cubes predicted, %.1f s."
+                               % (os.path.basename(model["path"]),
+                                  " (weights sha256 %s...)" % model["weights_sha256"][:12]
+                                  if model.get("weights_sha256") else "", run["runtime"], run["tiling"],
+                                  run["cubes_evaluated"], run["cubes_total"], run["seconds"]))
+                summary += ["Engine note: %s." % note for note in run.get("notes", [])]
             if self.getOutputVolume().hasHalfMaps():
                 summary.append("Processed half maps attached to the output.")
             for name, what in ((outputs.confidenceMap.name, "Confidence map (0..1)"),
@@ -336,6 +357,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             "protectMask": self._getExtraPath("protect_mask.mrc"),
             "output": self._getExtraPath("deepemhancer_output.mrc"),
             "argsRecord": self._getExtraPath("deepemhancer_output.args"),
+            "runSummary": self._getExtraPath("deepemhancer_summary.json"),
         })
 
     def _getFile(self, key):
@@ -455,8 +477,25 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             args += ["--protectMask", os.path.abspath(self._getFile("protectMask"))]
         if self.protectAtomStruct.get() is not None:
             args += ["--protectModel", self._getProtectModelFile(), "--protectRadius", "%g" % self.protectRadius.get()]
-        args += ["-b", "%d" % self.batchSize.get(), "--tiling", TILING_CHOICES[self.tiling.get()], "--overwrite"]
+        args += ["-b", "%d" % self.batchSize.get(), "--tiling", TILING_CHOICES[self.tiling.get()],
+                 "--summaryJson", os.path.abspath(self._getRunSummaryFile()), "--overwrite"]
         return " ".join(_quote(a) for a in args)
+
+    def _getSelfCheckArgs(self):
+        """`deepemhancer --selfcheck` for the model this run uses (the GPU flag is added like the engine's)."""
+        custom = self._getCustomModel()
+        return "--selfcheck" + (" --deepLearningModelPath %s" % _quote(custom) if custom else "")
+
+    def _getRunSummaryFile(self):
+        return self._getFile("runSummary")
+
+    def getRunSummary(self):
+        """What the engine reported about the run (model, runtime, cubes, seconds, notes), or None."""
+        fn = self._getRunSummaryFile()
+        if not os.path.exists(fn):
+            return None
+        with open(fn) as f:
+            return json.load(f)
 
     def _getEvaluationArgs(self):
         """deepemhancer-eval arguments: the output, the input (halves or map), the evaluation model."""

@@ -17,6 +17,7 @@ from pwem.viewers.viewer_chimera import Chimera, ChimeraView
 from pyworkflow.viewer import DESKTOP_TKINTER, View
 
 from ..protocols import DeepEMhancerProtPostProcess
+from ..protocols.protocol_postprocess import TRUST_TAB
 
 CXC_NAME = "deepemhancer_compare.cxc"
 AXIS_NAME = "deepemhancer_axis.bild"
@@ -40,8 +41,9 @@ class DeepEMhancerViewer(EmProtocolViewer):
                       help="Opens both maps tiled side by side, contoured at levels enclosing the same volume.")
         form.addParam("displaySlices", params.LabelParam,
                       label="Central slices and FSC: input vs output",
-                      help="Orthogonal central slices of the input (half-map average) and of the output, and FSC "
-                           "curves (output vs input; half map 1 vs 2). "
+                      help="Orthogonal central slices of the input (half-map average), of the output and of the "
+                           "confidence map (with --preserveHalves), contoured to enclose the same volume, and FSC "
+                           "curves (output vs input; half map 1 vs 2; input and output vs the evaluation model). "
                            "Also saved as extra/%s." % SLICES_PNG)
 
         form.addParam("displayEvaluation", params.LabelParam,
@@ -64,7 +66,7 @@ class DeepEMhancerViewer(EmProtocolViewer):
     def _showEvaluation(self, paramName=None):
         report = self.protocol.getEvaluationReport()
         if not os.path.exists(report):
-            self.showInfo("No evaluation report: give the protocol an evaluation model (tab 'Beyond the original').")
+            self.showInfo("No evaluation report: give the protocol an evaluation model (tab '%s')." % TRUST_TAB)
             return []
         return [SlicesView(report, title="DeepEMhancer: evaluation report")]
 
@@ -138,8 +140,21 @@ class DeepEMhancerViewer(EmProtocolViewer):
         confidenceData = None if confidence is None else _readMrc(mrcfile_module(), confidence.getFileName())
         path = path or os.path.abspath(prot._getExtraPath(SLICES_PNG))
         renderSlices(inputData, outputData, path, voxelSize=prot.getOutputVolume().getSamplingRate(), halves=halves,
-                     confidence=confidenceData)
+                     confidence=confidenceData, modelCurves=evaluationCurves(prot))
         return path
+
+
+def evaluationCurves(prot):
+    """{label: (frequencies, FSC)} of each map against the evaluation model, from the evaluation's scores.json
+    (empty without an evaluation)."""
+    import json
+    fn = os.path.join(os.path.dirname(prot.getEvaluationReport()), "scores.json")
+    if not os.path.exists(fn):
+        return {}
+    with open(fn) as f:
+        curves = json.load(f).get("curves", {})
+    return {label: (np.asarray(c["frequency"]), np.asarray(c["fsc"])) for label, c in curves.items()
+            if "half map" not in label and not label.startswith("auto-B")}
 
 
 class SlicesView(View):
@@ -205,9 +220,11 @@ def fsc(a, b, voxelSize):
     return np.arange(nShells) / (n * voxelSize), curve
 
 
-def renderSlices(inputData, outputData, path, voxelSize=1.0, halves=None, confidence=None):
-    """Input and output: central XY, XZ, YZ slices (rows input, output; each map on its own grey scale), the
-    confidence map's slices (0..1, when given) and FSC curves (output vs input, and half map 1 vs 2 when given)."""
+def renderSlices(inputData, outputData, path, voxelSize=1.0, halves=None, confidence=None, modelCurves=None):
+    """Input and output: central XY, XZ, YZ slices (rows input, output; each map on its own grey scale, contoured
+    at levels enclosing the same volume), the confidence map's slices (0..1, when given, with the output's contour)
+    and FSC curves: output vs input, half map 1 vs 2 (when given) and, from an evaluation, each map against the
+    atomic model (``modelCurves``: {label: (frequencies 1/A, FSC)})."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -237,6 +254,9 @@ def renderSlices(inputData, outputData, path, voxelSize=1.0, halves=None, confid
         for c, (title, image) in enumerate(slices):
             ax = fig.add_subplot(grid[2, c])
             shown = ax.imshow(image, cmap="RdBu", origin="lower", vmin=0.0, vmax=1.0)
+            outputSlice = (outputData[nz // 2], outputData[:, ny // 2, :], outputData[:, :, nx // 2])[c]
+            if np.any(outputSlice > outputLevel):
+                ax.contour(outputSlice, levels=[outputLevel], colors="#e8a33d", linewidths=0.7)
             ax.set_title("confidence %s" % title, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -249,6 +269,8 @@ def renderSlices(inputData, outputData, path, voxelSize=1.0, halves=None, confid
     for label, a, b in curves:
         freq, curve = fsc(a, b, voxelSize)
         ax.plot(freq[1:], curve[1:], label=label)
+    for label, (freq, curve) in (modelCurves or {}).items():
+        ax.plot(freq[1:], curve[1:], linestyle="--", label=label)
     ax.axhline(0.143, color="0.6", linewidth=0.7, linestyle="--")
     ax.set_xlabel("spatial frequency (1/A)  [Nyquist %.2f A]" % (2 * voxelSize), fontsize=9)
     ax.set_ylabel("FSC", fontsize=9)
