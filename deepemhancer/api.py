@@ -384,7 +384,15 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
 
 
 def _read_on_grid(path: str, shape: tuple[int, ...], what: str, grid: MapGrid, notes: list[str]) -> np.ndarray:
-    volume, own = read_map(path)
+    volume, own = read_map(path, allow_constant=True)
+    low, high = float(volume.min()), float(volume.max())
+    if what == "mask" and (high <= 0 or low >= high):
+        raise InputError(f"mask {path} is {'empty (no voxel above 0)' if high <= 0 else f'constant ({low:g})'}: a "
+                         f"binary mask must outline the molecule (1 inside, 0 outside), e.g. "
+                         f"relion_mask_create --i map.mrc --ini_threshold T.")
+    if what == "protect mask" and high <= 0:
+        raise InputError(f"protect mask {path} is empty (no voxel above 0): it protects nothing. Give a mask that is "
+                         f"1 where input density must be kept, or drop --protectMask.")
     if volume.shape != shape:
         raise InputError(f"{what} {path} has shape {volume.shape} but the map has {shape} (z, y, x); the {what} "
                          f"must be on the map's grid.")

@@ -78,11 +78,12 @@ def _axis_permutation(mapc: int, mapr: int, maps: int) -> tuple[int, int, int]:
     return tuple(file_axes.index(3 - t) for t in range(3))
 
 
-def read_map(path: str | os.PathLike) -> tuple[np.ndarray, MapGrid]:
+def read_map(path: str | os.PathLike, *, allow_constant: bool = False) -> tuple[np.ndarray, MapGrid]:
     """Read an MRC/CCP4 map.
 
     Args:
         path: file name.
+        allow_constant: accept a constant map (masks may legitimately be all ones; callers judge).
 
     Returns:
         ``(data, grid)``: a float32 C-contiguous ``(z, y, x)`` array and its :class:`MapGrid`.
@@ -120,6 +121,8 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, MapGrid]:
                 nstart = (int(header.nxstart), int(header.nystart), int(header.nzstart))
                 header_origin = (float(header.origin.x), float(header.origin.y), float(header.origin.z))
                 angles = (float(header.cellb.alpha), float(header.cellb.beta), float(header.cellb.gamma))
+                if angles == (0.0, 0.0, 0.0):  # never set by the writer: the standard orthogonal cell
+                    angles = (90.0, 90.0, 90.0)
                 is_volume = mrc.is_volume() or mrc.is_volume_stack() or raw.ndim == 3
     except InputError:
         raise
@@ -140,11 +143,11 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, MapGrid]:
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise InputError(f"{path} contains {bad} NaN or infinite values. Fix the map upstream (a failed "
                          f"reconstruction or a division by zero in masking) before post-processing.")
-    if float(data.max()) == float(data.min()):
+    if float(data.max()) == float(data.min()) and not allow_constant:
         raise InputError(f"{path} is constant (every voxel is {float(data.min())}): there is nothing to enhance.")
     # the map's typical large magnitude, not its maximum: a single hot voxel is the pipeline's to repair
     typical = float(np.percentile(np.abs(data.ravel()[:: max(1, data.size // 1_000_000)]), 99.9))
-    if typical < 1e-30 or typical > 1e30:
+    if (typical < 1e-30 and not allow_constant) or typical > 1e30:
         raise InputError(f"{path} has values of magnitude {typical:.3g}, outside what float32 statistics can handle "
                          f"(1e-30..1e30); rescale the map (e.g. relion_image_handler --multiply_constant).")
 

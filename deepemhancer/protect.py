@@ -76,6 +76,9 @@ def zone_mask_from_model(path: str, shape, voxel_size, origin, *, selection: str
         structure = gemmi.read_structure(path)
     except (RuntimeError, ValueError, OSError) as exc:
         raise InputError(f"cannot read atomic model {path}: {exc}") from exc
+    if len(structure) == 0 or not any(len(residue) for chain in structure[0] for residue in chain):
+        raise InputError(f"{path} has no atoms at all: it is not a PDB/mmCIF model (or it is empty). Give the "
+                         f"fitted model's .pdb or .cif file.")
     structure.setup_entities()
     coords = []
     for chain in structure[0]:

@@ -23,7 +23,7 @@ import pyworkflow as pw
 from pyworkflow.tests import BaseTest
 
 from .. import Plugin
-from ..constants import (DEEPEMHANCER_BACKEND, DEEPEMHANCER_KERAS_BACKEND, ENGINE_PACKAGE,
+from ..constants import (DEEPEMHANCER_BACKEND, DEEPEMHANCER_KERAS_BACKEND, DEEPEMHANCER_MODELS, ENGINE_PACKAGE,
                          ENGINE_VERSION, ENV_NAME, FLAG_ENGINE, FLAG_ENV, FLAG_OFFICIAL_MODELS, INSTALL_BACKENDS_VAR,
                          KERAS_BACKEND_REQUIREMENTS, depsFlag, envRequirements, installKerasBackends,
                          FLAG_SHIPPED_MODELS, MODELS_PACKAGE, PLUGIN_NAME, enginePackageDir)
@@ -221,6 +221,24 @@ class TestDeepEMhancerInstall(BaseTest):
         self.assertEqual(runtime, "openvino")  # the CPU default of the lean env
         self.assertEqual(version, ENGINE_VERSION)
         self.assertNotEqual(os.path.realpath(prefix), os.path.realpath(sys.prefix), "engine ran in Scipion's python")
+        self.assertEqual(Plugin.validateInstallation(), [])   # the quick self-check in the managed env
         help_ = runInEngineEnv("python -m deepemhancer --help")
         for flag in ("--noiseStats", "--deepLearningModelPath", "--cleaningStrengh", "--tiling", "-i2"):
             self.assertIn(flag, help_)
+
+    @unittest.skipUnless(os.environ.get("DEEPEMHANCER_TEST_ENV", "1") == "1", "DEEPEMHANCER_TEST_ENV=0")
+    def test_validate_installation_reports_a_broken_models_folder(self):
+        """A models folder whose weights file was removed: validateInstallation names it, with the fix."""
+        folder = tempfile.mkdtemp(prefix="deepemhancer_broken_models_")
+        saved = Plugin._vars[DEEPEMHANCER_MODELS]
+        try:
+            shipped = os.path.join(enginePackageDir(), "models")
+            shutil.copy(os.path.join(shipped, "deepemhancer_wideTarget.json"), folder)  # no weights beside it
+            Plugin._vars[DEEPEMHANCER_MODELS] = folder
+            problems = Plugin.validateInstallation()
+            self.assertEqual(len(problems), 1, problems)
+            self.assertIn("model wideTarget", problems[0])
+            self.assertIn("fix: scipion3 installb deepemhancerModels", problems[0])
+        finally:
+            Plugin._vars[DEEPEMHANCER_MODELS] = saved
+            shutil.rmtree(folder)

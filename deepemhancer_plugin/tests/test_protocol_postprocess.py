@@ -90,6 +90,15 @@ class TestDeepEMhancerPostProcess(BaseTest, ImportMixin):
                 return float((x[molecule].mean() - x[~molecule].mean()) / x[~molecule].std())
             print("molecule/solvent contrast: input %.2f, output %.2f" % (contrast(inputData), contrast(data)))
             self.assertGreater(contrast(data), contrast(inputData) + 0.3)
+        # the self-check runs first, in the run's log; the summary says what the engine did
+        with open(prot.getLogPaths()[0]) as f:
+            log = f.read()
+        self.assertLess(log.index("deepemhancer self-check"), log.index("wrote "))
+        self.assertIn("self-check: all ok", log)
+        summary = " ".join(prot.summary())
+        self.assertRegex(summary, r"Run: model deepemhancer_tightTarget\.json .*runtime openvino, fast tiling, "
+                                  r"\d+ of \d+ cubes predicted, [\d.]+ s\." if shipped else
+                         r"Run: model .*runtime openvino, fast tiling, \d+ of \d+ cubes predicted")
 
     def test_installed_models_folder(self):
         """-p <kind> with the models folder of the plugin (DEEPEMHANCER_MODELS -> engine DEEPEMHANCER_MODELS_DIR)."""
