@@ -5,17 +5,23 @@ Cases:
   * synthetic test split written by the training pipeline (``deepemhancer-train prepare ... --write-mrc``):
     ``<pairs>/index.json`` entries of split ``test`` with half maps, ground truth and envelope as MRC files; the
     reference is the ground-truth map, the "env" columns use the simulated envelope;
-  * real maps from the shared data folder (EMD-3488 + 5ME2, EMD-20026 crop + 3AJO): the deposited map itself, and the
-    deposited map blurred with B = 100 A^2 plus white noise, split into two noisy halves; the reference is the
+  * pairs from the second, independent simulator (``--sim2 N``, :mod:`deepemhancer.evaluation.validation_simulator`,
+    never used for training) on the test split of the atomic models; reference = the molecule at its B-factors;
+  * real maps from the shared data folder (EMD-3488 + 5ME2, EMD-20026 crop + 3AJO, EMD-0093 + 6GYN): the deposited
+    map itself, and the deposited map blurred with B = 100 A^2 plus white noise over the whole box (the deposited
+    maps are masked: the noise imitates an unmasked input), split into two noisy halves; the reference is the
     model map (gemmi, on the map's grid), "env" is the model envelope.
 
 Columns: input (the map or the half-map average), auto-B (global Guinier sharpening, :mod:`deepemhancer.evaluation.
 sharpen`), RELION (``relion_mask_create`` + ``relion_postprocess --auto_bfac``, half-map cases only, when installed),
-ours (the real ``python -m deepemhancer`` command with ``--model``; unavailable without one).
+LocScale (``--locscale``: LocScale 2 model-free, half-map cases, when the ``locscale`` command is installed; skipped
+with a notice otherwise), ours (the real ``python -m deepemhancer`` command with ``--model``).
+Retention, outside and atoms inside: :mod:`deepemhancer.evaluation.retention`.
 Metrics: FSC 0.5 / 0.143 resolution against the reference over the whole box and inside the envelope, real-space CC
 (whole box, envelope). Prints one markdown table per case set plus medians.
 
-  python benchmarks/benchmark_quality.py [--model DIR_OR_FILE] [--pairs work-data/pairs] [--real-data DIR]
+  python benchmarks/benchmark_quality.py [--model DIR_OR_FILE] [--pairs work-data/pairs-v2] [--sim2 10]
+      [--real-data DIR] [--locscale]
 """
 
 from __future__ import annotations
@@ -36,14 +42,17 @@ sys.path.insert(0, ROOT)
 
 from deepemhancer.evaluation.compare import evaluate  # noqa: E402
 from deepemhancer.evaluation.sharpen import apply_bfactor  # noqa: E402
-from deepemhancer.io import read_map, write_map  # noqa: E402
+from deepemhancer.io import MapGrid, read_map, write_map  # noqa: E402
 
-METHODS = ("input", "auto-B", "RELION", "ours")
+METHODS = ("input", "auto-B", "RELION", "LocScale", "ours")
 METRICS = (("FSC0.5", "FSC0.5 (A)"), ("FSC0.143", "FSC0.143 (A)"), ("FSC0.5 env", "FSC0.5 env (A)"),
-           ("FSC0.143 env", "FSC0.143 env (A)"), ("CC", "CC"), ("CC env", "CC env"))
+           ("FSC0.143 env", "FSC0.143 env (A)"), ("CC", "CC"), ("CC env", "CC env"), ("retention", "retention"),
+           ("outside", "outside"), ("atoms inside", "atoms inside"))
+PERCENT = {"retention", "outside", "atoms inside"}
 REAL = (  # name, folder, map, model, reported resolution (A)
     ("EMD-3488", "emd_3488", "emd_3488.mrc", "5me2.pdb", 3.2),
     ("EMD-20026 crop", "emd_20026_crop", "emd20026_prot.mrc", "3ajo_fitted_refined.pdb", 1.75),
+    ("EMD-0093", "emd_0093", "MAP_m4A.mrc.gz", "6gyn.pdb", 3.4),
 )
 BLUR_B = 100.0      # A^2 applied to the deposited map before adding noise
 NOISE_REL_SD = 1.0  # white-noise SD per half map, relative to the SD of the blurred map
@@ -104,6 +113,52 @@ def synthetic_cases(pairs: str, limit: int) -> list[Case]:
     return cases
 
 
+def validation_cases(models_dir: str, count: int, workdir: str, seed: int = 0) -> list[Case]:
+    """Pairs from the second, independent simulator (:mod:`deepemhancer.evaluation.validation_simulator`) on the
+    test split of ``models_dir`` (structures never trained on); reference = the molecule at its own B-factors."""
+    from deepemhancer.evaluation.validation_simulator import simulate
+    from deepemhancer.training.prepare import read_manifest
+    if not os.path.isdir(models_dir):
+        print(f"NOTE: {models_dir} not found: second-simulator cases skipped")
+        return []
+    tests = [path for path, split, _ in read_manifest(models_dir) if split == "test"]
+    cases = []
+    for k in range(count):
+        path = tests[k % len(tests)]
+        pair = simulate(path, seed=seed + 7 * k)
+        grid = MapGrid(pair.half1.shape, (pair.voxel_size,) * 3)
+        files = {}
+        for i, h in enumerate((pair.half1, pair.half2), 1):
+            f = os.path.join(workdir, f"sim2_{pair.name}_{k}_half{i}.mrc")
+            write_map(f, h, grid, overwrite=True, label=f"benchmark: second simulator {pair.name}, half {i}")
+            files["i" if i == 1 else "i2"] = f
+        cases.append(Case(f"sim2 {pair.name} {pair.resolution:.1f}A", "sim2", grid, half1=pair.half1,
+                          half2=pair.half2, reference=pair.truth, mask=pair.envelope, files=files))
+    return cases
+
+
+def run_locscale(case: Case, workdir: str) -> tuple[np.ndarray | None, str]:
+    """LocScale 2 model-free (optional baseline): needs the `locscale` command (PyPI locscale) on PATH."""
+    if shutil.which("locscale") is None:
+        return None, "not installed (pip install locscale; it runs model-free on the CPU)"
+    if "i2" not in case.files:
+        return None, "needs half maps"
+    folder = tempfile.mkdtemp(prefix="locscale_", dir=workdir)
+    halves = []
+    for key in ("i", "i2"):   # LocScale rewrites its first half map in place and drops the origin: give copies
+        halves.append(shutil.copy(case.files[key], folder))
+    out = os.path.join(folder, "locscale_output.mrc")
+    cmd = ["locscale", "--halfmap_paths", *halves, "-o", out, "-mres", f"{case.resolution or 4.0:.2f}",
+           "--complete_model", "-np", "1"]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=folder)
+    if proc.returncode != 0 or not os.path.exists(out):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        return None, f"failed (exit {proc.returncode}): {tail[0]}"
+    data, _ = read_map(out)
+    return data, f"{time.time() - t0:.0f} s"
+
+
 def run_ours(case: Case, model: str, workdir: str, extra: list[str]) -> tuple[np.ndarray | None, str]:
     """Run the real command; returns (map, message)."""
     out = os.path.join(workdir, case.name.replace(" ", "_").replace("+", "p") + "_ours.mrc")
@@ -123,10 +178,18 @@ def run_ours(case: Case, model: str, workdir: str, extra: list[str]) -> tuple[np
     return data, f"{time.time() - t0:.0f} s"
 
 
-def fmt(v: float | None, cc: bool) -> str:
+def fmt(v: float | None, key: str) -> str:
     if v is None or not np.isfinite(v):
         return "n/a"
-    return f"{v:.3f}" if cc else f"{v:.2f}"
+    if key in PERCENT:
+        return f"{100 * v:.1f} %"
+    return f"{v:.3f}" if key.startswith("CC") else f"{v:.2f}"
+
+
+def _median(values) -> float | None:
+    """Median of the values that exist (None and NaN left out); None when there are none."""
+    known = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.median(known)) if known else None
 
 
 def main(argv=None) -> int:
@@ -141,12 +204,17 @@ def _main(argv, workdir: str) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="trained model (file or folder) for the 'ours' column")
     p.add_argument("--ours-args", default="", help="extra flags for `python -m deepemhancer` (e.g. '-p wideTarget')")
-    p.add_argument("--pairs", default=os.path.join(ROOT, "work-data", "pairs"),
+    p.add_argument("--pairs", default=os.path.join(ROOT, "work-data", "pairs-v2"),
                    help="prepared training folder with the synthetic test split (default %(default)s)")
     p.add_argument("--max-synthetic", type=int, default=10, help="at most this many synthetic cases")
     p.add_argument("--real-data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "real"),
                    help="folder with emd_3488/ and emd_20026_crop/ (default %(default)s)")
     p.add_argument("--no-real", action="store_true")
+    p.add_argument("--sim2", type=int, default=0, metavar="N",
+                   help="also N pairs from the second, independent simulator on the test split of --models-dir")
+    p.add_argument("--models-dir", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "atomic_models"))
+    p.add_argument("--locscale", action="store_true",
+                   help="LocScale 2 model-free baseline (half-map cases; skipped with a notice when not installed)")
     p.add_argument("--no-relion", action="store_true")
     p.add_argument("--report-dir", help="also write one PNG/HTML report per case here")
     p.add_argument("--json", help="write all numbers to this JSON file")
@@ -155,6 +223,8 @@ def _main(argv, workdir: str) -> int:
     args = p.parse_args(argv)
 
     cases = synthetic_cases(args.pairs, args.max_synthetic)
+    if args.sim2:
+        cases += validation_cases(args.models_dir, args.sim2, workdir, args.seed)
     if not args.no_real:
         if os.path.isdir(args.real_data):
             cases += real_cases(args.real_data, workdir, args.seed)
@@ -180,8 +250,17 @@ def _main(argv, workdir: str) -> int:
         ev = evaluate(case.grid, processed=ours, processed_label="ours", input_map=case.input_map,
                       half1=case.half1, half2=case.half2, model=case.model, reference_map=case.reference,
                       mask=case.mask, resolution=case.resolution, relion=not args.no_relion, log=lambda s: None)
-        rows = {s.name: s.row() for s in ev.scores}
         notes = [n for n in ev.notes if "RELION" in n and "half maps" not in n]
+        if args.locscale and case.half1 is not None:
+            locscale, locscale_msg = run_locscale(case, workdir)
+            if locscale is not None:
+                ev = evaluate(case.grid, processed=ours, processed_label="ours", input_map=case.input_map,
+                              half1=case.half1, half2=case.half2, model=case.model, reference_map=case.reference,
+                              mask=case.mask, resolution=case.resolution, relion=not args.no_relion,
+                              extra_maps={"LocScale": locscale}, log=lambda s: None)
+            else:
+                notes.append(f"LocScale column unavailable: {locscale_msg}")
+        rows = {s.name: s.row() for s in ev.scores}
         if args.model and ours is None:
             notes.append(f"ours: {ours_msg}")
         results.append((case, rows, notes, ev))
@@ -204,13 +283,14 @@ def _main(argv, workdir: str) -> int:
     for case, rows, _, _ in results:
         for m in METHODS:
             r = rows.get(m)
-            cells = [fmt(r[k], k.startswith("CC")) if r else "n/a" for k, _ in METRICS]
+            cells = [fmt(r[k], k) if r else "n/a" for k, _ in METRICS]
             print(f"| {case.name} | {m} | " + " | ".join(cells) + " |")
 
     print()
     print("Medians over cases (n = number of cases with that column):")
     print()
-    groups = [("all", results)] + [(k, [r for r in results if r[0].kind == k]) for k in ("synthetic", "real")]
+    groups = [("all", results)] + [(k, [r for r in results if r[0].kind == k])
+                                   for k in ("synthetic", "sim2", "real")]
     head = ["cases", "map", "n"] + [label for _, label in METRICS]
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
@@ -219,8 +299,7 @@ def _main(argv, workdir: str) -> int:
             continue
         for m in METHODS:
             vals = [rows[m] for _, rows, _, _ in group if m in rows]
-            cells = [fmt(float(np.median([v[k] for v in vals])) if vals else None, k.startswith("CC"))
-                     for k, _ in METRICS]
+            cells = [fmt(_median([v[k] for v in vals]), k) for k, _ in METRICS]
             print(f"| {gname} | {m} | {len(vals)} | " + " | ".join(cells) + " |")
     print()
     print("Resolutions in A (lower is better), CC unitless (higher is better). 'env': inside the model envelope "

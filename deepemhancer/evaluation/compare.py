@@ -117,7 +117,7 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
              input_map: np.ndarray | None = None, half1: np.ndarray | None = None, half2: np.ndarray | None = None,
              model=None, reference_map: np.ndarray | None = None, mask: np.ndarray | None = None,
              resolution: float | None = None, autob: bool = True, relion: bool = True,
-             log=print) -> Evaluation:
+             extra_maps: dict[str, np.ndarray] | None = None, log=print) -> Evaluation:
     """Compute every map and score of a report.
 
     Args:
@@ -129,6 +129,7 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
         mask: optional user mask on ``grid`` (soft, [0, 1]).
         resolution: resolution of the data in Angstrom; default the half-map FSC 0.143 resolution.
         autob, relion: compute these baselines when possible.
+        extra_maps: other maps to score beside them (e.g. a LocScale map), by name.
         log: where notices go (print by default).
     """
     ev = Evaluation(grid=grid, maps={})
@@ -179,6 +180,8 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
                                         "commands": list(rr.commands)}
             except RuntimeError as exc:
                 ev.notes.append(f"RELION column unavailable: {str(exc).splitlines()[0]}")
+    for name, data in (extra_maps or {}).items():
+        ev.maps[name] = np.asarray(data, dtype=np.float32)
     if processed is not None:
         ev.maps[processed_label] = np.asarray(processed, dtype=np.float32)
     for note in ev.notes:
