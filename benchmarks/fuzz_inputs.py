@@ -87,6 +87,20 @@ def _cases(tmp: str):
         with open(os.path.join(folder, "deepemhancer_tightTarget.json"), "w") as f:
             json.dump(meta, f)
         yield f"model metadata: {label}", ["-i", EMD, "--deepLearningModelPath", folder]
+    zeros, ones = put("zeros.mrc", np.zeros_like(c)), put("ones.mrc", np.ones_like(c))
+    yield "empty binary mask", ["-i", h1, "-m", zeros]
+    yield "all-ones binary mask", ["-i", h1, "-m", ones]
+    yield "empty protect mask", ["-i", h1, "--protectMask", zeros]
+    yield "all-ones protect mask", ["-i", h1, "--protectMask", ones]
+    angles = put("angles.mrc", c)
+    with mrcfile.open(angles, "r+") as mrc:
+        mrc.header.cellb = (0.0, 0.0, 0.0)
+    yield "cell angles unset (0, 0, 0)", ["-i", angles]
+    junk = os.path.join(tmp, "junk.pdb")
+    with open(junk, "wb") as f:
+        f.write(os.urandom(4096))
+    yield "random bytes as --protectModel", ["-i", h1, "--protectModel", junk]
+    yield "output named .txt", ["-i", h1, "-o", os.path.join(tmp, "out.txt")]
 
 
 def main() -> int:
