@@ -345,3 +345,17 @@ def test_widened_network_computes_what_the_narrow_one_did():
     assert 0 < np.abs(perturbed - ref).max() < 0.1 * np.abs(ref).max()
     with pytest.raises(ValueError):
         widen_unet(narrow, narrow_cfg, UNetConfig(filters=(8, 12, 16), norm_layer="none"))
+
+
+def test_export_saves_a_running_campaign_checkpoint_as_a_model(prepared, tmp_path):
+    from deepemhancer.models import find_model, load_model
+    from deepemhancer.training.cli import main
+    run = tmp_path / "run"
+    assert main(["fit", "--pairs", str(prepared), "-o", str(run), "--filters", "4,8", "--cube", "16", "--batch", "2",
+                 "--steps-per-epoch", "1", "--val-cubes", "2", "--epochs", "1", "--quiet"]) == 0
+    assert json.loads((run / "pairs.json").read_text())
+    assert main(["export", "--run", str(run), "-o", str(tmp_path / "now")]) == 0
+    loaded = load_model(find_model("tightTarget", str(tmp_path / "now")))
+    assert "epoch 1" in loaded.metadata.training["exported"]
+    assert loaded.metadata.selfcheck["probes"]                      # the self-check's reference is stored
+    assert main(["export", "--run", str(tmp_path / "nothing"), "-o", str(tmp_path / "x")]) == 2

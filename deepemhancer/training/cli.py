@@ -8,6 +8,8 @@ Example usage::
     deepemhancer-train prepare --real-pairs my_emdb_pairs -o work-data/pairs --split train
     # train (rerun the same command to resume from the last checkpoint)
     KERAS_BACKEND=torch deepemhancer-train fit --pairs work-data/pairs --kind tightTarget -o work-data/run_tight
+    # a running campaign's best checkpoint as a model, to evaluate it while it trains
+    deepemhancer-train export --run work-data/run_tight -o work-data/tight_now
     # CC with the target of input and output on the val/test pairs
     deepemhancer-train evaluate --pairs work-data/pairs --model work-data/run_tight/final --split test
 """
@@ -97,6 +99,13 @@ def _add_evaluate(sub):
     p.add_argument("--tiling", default="fast", choices=("fast", "original"))
 
 
+def _add_export(sub):
+    p = sub.add_parser("export", help="save a run's best (or last) checkpoint as a model, while it trains")
+    p.add_argument("--run", required=True, help="run folder of `fit`")
+    p.add_argument("-o", "--output", required=True, help="folder for deepemhancer_<kind>.json + .weights.h5")
+    p.add_argument("--which", default="best", choices=("best", "last"))
+
+
 def _tiling(prefix: str, value: str | None) -> dict:
     """``CUBE/STRIDE`` -> TrainConfig fields ``<prefix>_cube`` and ``<prefix>_stride``."""
     if value is None:
@@ -116,6 +125,7 @@ def main(argv=None) -> int:
     _add_prepare(sub)
     _add_fit(sub)
     _add_evaluate(sub)
+    _add_export(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "prepare":
@@ -142,6 +152,9 @@ def main(argv=None) -> int:
                 init_weights=args.init_weights, **_tiling("inference", args.inference_tiling),
                 **_tiling("fast", args.fast_tiling))
             train.fit(args.pairs, args.output, cfg, install_dir=args.install, verbose=not args.quiet)
+        elif args.command == "export":
+            from . import train
+            print(f"model: {train.export_checkpoint(args.run, args.output, args.which)}")
         elif args.command == "evaluate":
             from . import train
             rows = train.evaluate(args.pairs, args.model, kind=args.kind, split=args.split, csv_path=args.csv,

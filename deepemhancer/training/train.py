@@ -355,6 +355,10 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
                 raise InputError(f"{run} was started with other settings ({', '.join(sorted(changed))}); use "
                                  f"another output folder or the same options (only --epochs may grow).")
     prep._write_json(cfg_path, asdict(cfg))
+    # where the pairs are, for `export` (relative to the working folder when inside it, as the campaign scripts run)
+    prep._write_json(os.path.join(run, "pairs.json"),
+                     [os.path.relpath(f) if not os.path.relpath(f).startswith("..") else os.path.abspath(f)
+                      for f in folders])
     os.makedirs(_ckpt_paths(run)["dir"], exist_ok=True)
     train_vols = load_split(folders, "train", cfg, log)
     val_vols = load_split(folders, "val", cfg, log)
@@ -434,7 +438,7 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
     best = _ckpt_paths(run)["best"]
     if os.path.exists(best):
         model.load_weights(best)
-    metadata = training_metadata(cfg, state, folders, train_vols, val_vols)
+    metadata = training_metadata(cfg, state, folders, [v.name for v in train_vols], [v.name for v in val_vols])
     final_dir = os.path.join(run, "final")
     save_final(model, metadata, final_dir, cfg.kind)
     if install_dir:
@@ -443,7 +447,7 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
     return metadata
 
 
-def training_metadata(cfg: TrainConfig, state: dict, folders, train_vols, val_vols) -> dict:
+def training_metadata(cfg: TrainConfig, state: dict, folders, train_names: list[str], val_names: list[str]) -> dict:
     import keras
     cube = cfg.inference_cube or cfg.cube
     stride = cfg.inference_stride or cube // 4
@@ -455,15 +459,53 @@ def training_metadata(cfg: TrainConfig, state: dict, folders, train_vols, val_vo
                        f"(deepemhancer-train); see MODEL_CARD.md.",
         "training": {
             "provenance": "deepemhancer-train fit (synthetic pairs from atomic models, deepemhancer.training)",
-            "data": [_portable_path(f) for f in folders], "split": {"train": len(train_vols), "val": len(val_vols)},
-            "train_maps": [v.name for v in train_vols], "val_maps": [v.name for v in val_vols],
+            "data": [_portable_path(f) for f in folders], "split": {"train": len(train_names), "val": len(val_names)},
+            "train_maps": list(train_names), "val_maps": list(val_names),
             "config": json.loads(json.dumps(asdict(cfg))), "epochs": state["epoch"], "steps": state["step"],
             "wall_seconds": round(state["wall_seconds"], 1), "best_epoch": state.get("best_epoch"),
             "best_val_mae": state.get("best_val"), "final_metrics": state.get("last_metrics"),
-            "target": "locally sharpened model map (B=2 d_local^2) x soft model mask / p95 inside mask; "
-                      "see deepemhancer/training/targets.py",
+            "target": {"tightTarget": "every modelled atom at its local resolution (B=2 d_local^2) x tight soft "
+                                      "mask (radius max(3, 0.35 d_local) A)",
+                       "masked": "as tightTarget, from a binary-mask-normalised input",
+                       "wideTarget": "every modelled atom (B=2 d_local^2) x wide soft mask (radius max(6, 0.6 "
+                                     "d_local) A) + unmodelled density blurred by 1.5 A",
+                       "highRes": "every modelled atom at B=d_local^2 (sharper) x tight soft mask"}[cfg.kind]
+                      + "; / p95 inside the tight mask; see deepemhancer/training/targets.py",
         },
     }
+
+
+def export_checkpoint(run: str, out: str, which: str = "best") -> str:
+    """Save a run's ``best`` (or ``last``) checkpoint as a model in ``out`` without finishing the run (to evaluate a
+    campaign while it trains); returns the model's metadata file."""
+    paths = _ckpt_paths(run)
+    if not (os.path.exists(paths["state"]) and os.path.exists(os.path.join(run, "config.json"))):
+        raise InputError(f"{run} is not a training run with a checkpoint (no config.json or checkpoint/state.json).")
+    with open(os.path.join(run, "config.json")) as f:
+        cfg = TrainConfig(**json.load(f))
+    with open(paths["state"]) as f:
+        state = json.load(f)
+    model = build_unet(cfg.unet)
+    model.load_weights(paths[which])
+    folders = _run_pair_folders(run)
+    names = {"train": [], "val": []}
+    for folder in folders:
+        for e in prep.load_index(folder)["pairs"]:
+            if e["split"] in names:
+                names[e["split"]].append(e["name"])
+    metadata = training_metadata(cfg, state, folders, names["train"], names["val"])
+    epoch = state.get("best_epoch") if which == "best" else state["epoch"]
+    metadata["training"]["exported"] = f"{which} checkpoint, epoch {epoch} of a run still training"
+    return save_final(model, metadata, out, cfg.kind)[0]
+
+
+def _run_pair_folders(run: str) -> list[str]:
+    """The pair folders a run was trained on (recorded in ``pairs.json`` by :func:`fit`)."""
+    path = os.path.join(run, "pairs.json")
+    if not os.path.exists(path):
+        raise InputError(f"{run}/pairs.json is missing: pass the run's pair folders to fit again to record them.")
+    with open(path) as f:
+        return json.load(f)
 
 
 def save_final(model, metadata: dict, directory: str, kind: str) -> list[str]:
