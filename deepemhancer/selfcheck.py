@@ -146,8 +146,9 @@ def check_runtime(gpu_ids: str, backend: str, environ=os.environ) -> tuple[list[
     try:
         runtime, n_gpus = devices.configure(gpu_ids, backend, environ)
     except InputError as exc:
-        return [Check("runtime", False, f"--backend {backend} with -g {gpu_ids}: {exc}",
-                      "install it, or choose an installed one with --backend")], None, 0
+        package = devices.PIP_NAMES.get(backend, backend)
+        return [Check("runtime", False, f"--backend {backend} with -g {gpu_ids}: {str(exc).split(';')[0]}",
+                      f"pip install {package} into this environment, or run with --backend auto")], None, 0
     if runtime == "openvino":
         from .runtime_openvino import cpu_threads
         where = f"OpenVINO {_version('openvino')} on the CPU, {cpu_threads(environ)} threads"

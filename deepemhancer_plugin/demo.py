@@ -50,9 +50,10 @@ def writeAverage(half1, half2, path):
 def evaluationTable(scoresJson):
     """The evaluation's scores as a markdown table (resolutions in A; retention: see deepemhancer.evaluation)."""
     with open(scoresJson) as f:
-        rows = json.load(f)["maps"]
+        scores = json.load(f)
+    rows = scores["maps"]
     keys = ["FSC0.5", "FSC0.143", "FSC0.5 env", "CC", "CC env", "retention", "outside", "atoms inside"]
-    lines = ["Evaluation against PDB 6GYN:", "",
+    lines = ["Evaluation against PDB 6GYN (RELION's row where relion_postprocess is installed):", "",
              "| map | FSC0.5 (A) | FSC0.143 (A) | FSC0.5 env (A) | CC | CC env | retention | outside | atoms inside |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -62,6 +63,8 @@ def evaluationTable(scoresJson):
             cells.append("-" if v is None else ("%.1f %%" % (100 * v) if k in keys[5:] else
                                                 ("%.3f" % v if k.startswith("CC") else "%.2f" % v)))
         lines.append("| %s | %s |" % (row["map"], " | ".join(cells)))
+    lines += ["", "half-map FSC 0.143: %.2f A" % scores["halfmap_fsc0.143"]] if "halfmap_fsc0.143" in scores else []
+    lines += ["NOTE: %s" % note for note in scores.get("notes", [])]
     return "\n".join(lines)
 
 

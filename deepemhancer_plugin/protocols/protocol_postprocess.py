@@ -505,8 +505,9 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             args += ["--half1", workFiles[0], "--half2", workFiles[1]]
         else:
             args += ["--input", workFiles[0]]
+        # RELION's postprocess joins the comparison where it is installed (half maps only); a note says so otherwise
         args += ["--model", os.path.abspath(self.referenceAtomStruct.get().getFileName()),
-                 "--no-relion", "-o", self._getEvaluationDir(), "--title", "DeepEMhancer run %s" % self.getObjId()]
+                 "-o", self._getEvaluationDir(), "--title", "DeepEMhancer run %s" % self.getObjId()]
         return " ".join(_quote(a) for a in args)
 
     def _getEngineCommand(self, engineArgs):
