@@ -264,15 +264,24 @@ def _ckpt_paths(run: str) -> dict[str, str]:
             "state": os.path.join(d, "state.json"), "best": os.path.join(d, "best.weights.h5")}
 
 
+def _save_weights(model, path: str) -> None:
+    """The layers' weights only, atomically: a compiled model's own file would also hold the optimizer's moments
+    (3x the size; they are kept once, in ``last_optimizer.npz``), which matters for checkpoints committed to git."""
+    import keras
+    lean = keras.models.clone_model(model)
+    lean.set_weights(model.get_weights())
+    tmp = path.replace(".weights.h5", ".tmp.weights.h5")
+    lean.save_weights(tmp)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(run: str, model, state: dict) -> None:
     """Weights, optimizer variables and the loop state; state.json is written last and marks a complete set."""
     p = _ckpt_paths(run)
     os.makedirs(p["dir"], exist_ok=True)
-    tmp_w = p["weights"].replace(".weights.h5", ".tmp.weights.h5")
-    model.save_weights(tmp_w)
+    _save_weights(model, p["weights"])
     tmp_o = p["optimizer"] + ".tmp.npz"
     np.savez(tmp_o, *[np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in model.optimizer.variables])
-    os.replace(tmp_w, p["weights"])
     os.replace(tmp_o, p["optimizer"])
     prep._write_json(p["state"], state)
 
@@ -408,8 +417,7 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
         # ReduceLROnPlateau
         if state["best_val"] is None or val_mae < state["best_val"] - 1e-5:
             state["best_val"], state["wait"] = val_mae, 0
-            model.save_weights(_ckpt_paths(run)["best"].replace(".weights.h5", ".tmp.weights.h5"))
-            os.replace(_ckpt_paths(run)["best"].replace(".weights.h5", ".tmp.weights.h5"), _ckpt_paths(run)["best"])
+            _save_weights(model, _ckpt_paths(run)["best"])
             state["best_epoch"] = state["epoch"]
         else:
             state["wait"] += 1
