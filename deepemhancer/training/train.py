@@ -268,7 +268,7 @@ def _save_weights(model, path: str) -> None:
     """The layers' weights only, atomically: a compiled model's own file would also hold the optimizer's moments
     (3x the size; they are kept once, in ``last_optimizer.npz``), which matters for checkpoints committed to git."""
     import keras
-    lean = keras.models.clone_model(model)
+    lean = keras.Model.from_config(model.get_config())   # uncompiled (clone_model would copy the compilation)
     lean.set_weights(model.get_weights())
     tmp = path.replace(".weights.h5", ".tmp.weights.h5")
     lean.save_weights(tmp)
