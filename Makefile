@@ -5,7 +5,7 @@
 #
 #   make demo   Scipion venv (.venv) + headless Scipion home (.scipion) + the plugin's install hook (managed engine
 #               env under .scipion/software/em), then a real Scipion project on the bundled example map
-#               -> demo-output/deepemhancer_output.mrc, demo-output/input_vs_output.png
+#               (the EMD-0093 example) -> demo-output/: output, confidence, figure, evaluation report
 #   make test   the whole suite: engine tests (pytest, in the managed env) then the plugin tests (pyworkflow runner)
 #
 # Other targets: venv, install, engine-test-deps, test-engine, test-plugin, clean.

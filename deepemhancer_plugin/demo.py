@@ -85,7 +85,7 @@ def main(argv=None):
     from .constants import INPUT_ATTACHED_HALVES, MODEL_CUSTOM, MODEL_TIGHT
     from .protocols import DeepEMhancerProtPostProcess
     from .tests import makeTinyModel, readMap, shippedModel
-    from .viewers.viewer_postprocess import renderSlices, suggestedLevels
+    from .viewers.viewer_postprocess import suggestedLevels
 
     manager = Manager()
     if manager.hasProject(args.project):
