@@ -139,14 +139,6 @@ def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("--preserveHalves and --localResolution need the two half maps (-i half1 -i2 half2)")
     if args.protectRadius <= 0:
         parser.error(f"--protectRadius must be positive, got {args.protectRadius}")
-    if args.summaryJson:
-        if not args.summaryJson.lower().endswith(".json"):
-            parser.error(f"--summaryJson must name a .json file, got {args.summaryJson}")
-        folder = os.path.dirname(os.path.abspath(args.summaryJson))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            parser.error(f"--summaryJson {args.summaryJson}: folder {folder} does not exist or is not writable")
-        if os.path.exists(args.summaryJson) and not args.overwrite:
-            parser.error(f"--summaryJson {args.summaryJson} already exists; choose another name or pass --overwrite")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"official checkpoints in {folder}")
         return 0
     from .api import EnhanceOptions, enhance_file
+    if args.summaryJson:  # refused before the work, like the maps
+        from .io import check_output_path
+        check_output_path(args.summaryJson, overwrite=args.overwrite, extensions=(".json",),
+                          inputs=(args.inputMap, args.halfMap2, args.binaryMask, args.protectMask))
     options = EnhanceOptions(
         processing_type=args.processingType, model_path=args.deepLearningModelPath,
         noise_stats=tuple(args.noiseStats) if args.noiseStats else None,

@@ -10,6 +10,7 @@ otherwise ``nstart * voxel_size``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -165,16 +166,19 @@ def read_map(path: str | os.PathLike, *, allow_constant: bool = False) -> tuple[
 
 
 def check_output_path(path: str | os.PathLike, *, overwrite: bool = False,
-                      inputs: tuple[str | os.PathLike, ...] = (), nbytes: int = 0) -> str:
-    """Validate an output file name before any work is done.
+                      inputs: tuple[str | os.PathLike, ...] = (), nbytes: int = 0,
+                      extensions: tuple[str, ...] = MAP_EXTENSIONS) -> str:
+    """Validate an output file name before any work is done (a map by default; ``extensions`` for other files).
 
     Raises:
         InputError: wrong extension, missing or unwritable folder, a folder at the path, less than ``nbytes`` free,
             an input file, or an existing file without ``overwrite``.
     """
     path = os.fspath(path)
-    if not path.lower().endswith(MAP_EXTENSIONS):
-        raise InputError(f"output {path}: the name must end in .mrc or .map (or {', '.join(MAP_EXTENSIONS[2:])}).")
+    if not path.lower().endswith(extensions):
+        accepted = (f".mrc or .map (or {', '.join(MAP_EXTENSIONS[2:])})" if extensions == MAP_EXTENSIONS
+                    else " or ".join(extensions))
+        raise InputError(f"output {path}: the name must end in {accepted}.")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f"output {path}: folder {folder} does not exist; create it first.")
@@ -220,10 +224,7 @@ def write_map(path: str | os.PathLike, data: np.ndarray, grid: MapGrid, *, overw
     data = np.ascontiguousarray(data, dtype=np.float32)
     if data.shape != tuple(grid.shape):
         raise ValueError(f"array shape {data.shape} does not match the grid {grid.shape}")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".mrc", dir=folder)  # created exclusively, mode 0600
-    os.close(fd)
-    try:
+    with _atomic_output(path, overwrite, ".mrc") as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(data)
             mrc.voxel_size = tuple(grid.voxel_size)
@@ -234,28 +235,31 @@ def write_map(path: str | os.PathLike, data: np.ndarray, grid: MapGrid, *, overw
                 mrc.header.label[0] = label[:80].encode("ascii", "replace")
                 mrc.header.nlabl = 1
             mrc.update_header_stats()
-        os.chmod(tmp, 0o666 & ~_umask())  # what open() would have given the user's file
-        _publish(tmp, path, overwrite)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
 def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> str:
     """Write a small text file (the run summary) atomically, with the same no-replace rule as :func:`write_map`."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".txt", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with _atomic_output(path, overwrite, ".txt") as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+    return path
+
+
+@contextlib.contextmanager
+def _atomic_output(path: str, overwrite: bool, suffix: str):
+    """A temporary file beside ``path`` (created exclusively, mode 0600) for the caller to fill; then given the mode
+    open() would have given the user's file and published by :func:`_publish`. Removed whatever happens."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         _publish(tmp, path, overwrite)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def _umask() -> int:
