@@ -241,16 +241,11 @@ def run(gpu_ids: str = "-1", backend: str = "auto", model_path: str | None = Non
 
 def store_reference(json_path: str) -> dict:
     """Compute the reference of the model ``json_path`` with Keras and write it into its metadata file."""
-    import json
-    from .models import load_model
-    reference = reference_for(load_model(json_path, runtime="keras"))
-    with open(json_path, encoding="utf-8") as f:
-        raw = json.load(f)
-    raw["selfcheck"] = reference
-    with open(json_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(json.dumps(raw, indent=2, sort_keys=True) + "\n")
-    os.replace(json_path + ".tmp", json_path)
-    return reference
+    from .models import load_model, write_metadata
+    model = load_model(json_path, runtime="keras")
+    model.metadata.selfcheck = reference_for(model)
+    write_metadata(model.metadata, json_path)
+    return model.metadata.selfcheck
 
 
 if __name__ == "__main__":  # python -m deepemhancer.selfcheck --store MODEL.json ...: (re)write references

@@ -139,8 +139,12 @@ def save_model(model, metadata: ModelMetadata, directory: str, kind: str | None 
     tmp_weights = os.path.join(directory, f".tmp_{os.getpid()}_{weights_name}")
     model.save_weights(tmp_weights)
     os.replace(tmp_weights, weights_path)
-    json_path = os.path.join(directory, json_name)
-    with open(json_path + ".tmp", "w") as f:
+    return write_metadata(metadata, os.path.join(directory, json_name))
+
+
+def write_metadata(metadata: ModelMetadata, json_path: str) -> str:
+    """Write a model's metadata file atomically; returns its path."""
+    with open(json_path + ".tmp", "w", encoding="utf-8") as f:
         f.write(metadata.to_json() + "\n")
     os.replace(json_path + ".tmp", json_path)
     return json_path

@@ -365,9 +365,9 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
                                  f"another output folder or the same options (only --epochs may grow).")
     prep._write_json(cfg_path, asdict(cfg))
     # where the pairs are, for `export` (relative to the working folder when inside it, as the campaign scripts run)
+    relative = [os.path.relpath(f) for f in folders]
     prep._write_json(os.path.join(run, "pairs.json"),
-                     [os.path.relpath(f) if not os.path.relpath(f).startswith("..") else os.path.abspath(f)
-                      for f in folders])
+                     [r if not r.startswith("..") else os.path.abspath(f) for r, f in zip(relative, folders)])
     os.makedirs(_ckpt_paths(run)["dir"], exist_ok=True)
     train_vols = load_split(folders, "train", cfg, log)
     val_vols = load_split(folders, "val", cfg, log)
@@ -520,14 +520,16 @@ def save_final(model, metadata: dict, directory: str, kind: str) -> list[str]:
     """Save with the engine's registry (``deepemhancer_<kind>.weights.h5`` + ``.json``, with the self-check's
     reference output); returns the files."""
     os.makedirs(directory, exist_ok=True)
-    from ..models import ModelMetadata, save_model
+    import keras
+    from ..models import LoadedModel, ModelMetadata, save_model
+    from ..selfcheck import reference_for
     # an uncompiled copy: Keras would otherwise store the optimizer's moments too (3x the file size)
-    from ..selfcheck import store_reference
     lean = build_unet(UNetConfig.from_dict(metadata["architecture"]))
     lean.set_weights(model.get_weights())
-    path = save_model(lean, ModelMetadata.from_dict(metadata), directory, kind)
-    store_reference(path)  # the output `deepemhancer --selfcheck` compares with, made here with Keras
-    return [path]
+    meta = ModelMetadata.from_dict(metadata)
+    # the output `deepemhancer --selfcheck` compares with, made here with Keras
+    meta.selfcheck = reference_for(LoadedModel(model=lean, metadata=meta, path="", runtime=keras.backend.backend()))
+    return [save_model(lean, meta, directory, kind)]
 
 
 # ----------------------------------------------------------------------------------------------------- evaluation
