@@ -222,18 +222,18 @@ def run(gpu_ids: str = "-1", backend: str = "auto", model_path: str | None = Non
     """Print the self-check (to ``stream``, default stdout); 0 when sound, 2 when something needs fixing."""
     stream = stream or sys.stdout
     print("deepemhancer self-check", file=stream, flush=True)
-    checks = check_versions()
-    for c in checks:
-        print(c.line(), file=stream, flush=True)
+    checks: list[Check] = []
+
+    def report(new: list[Check]) -> None:  # printed as they come: the end-to-end run takes seconds
+        for c in new:
+            print(c.line(), file=stream, flush=True)
+        checks.extend(new)
+    report(check_versions())
     runtime_checks, runtime, _ = check_runtime(gpu_ids, backend)
-    model_checks = check_models(model_path)
-    for c in runtime_checks + model_checks:
-        print(c.line(), file=stream, flush=True)
-    checks += runtime_checks + model_checks
+    report(runtime_checks)
+    report(check_models(model_path))
     if not quick and runtime is not None:
-        c = check_end_to_end(runtime, model_path)
-        print(c.line(), file=stream, flush=True)
-        checks.append(c)
+        report([check_end_to_end(runtime, model_path)])
     problems = [c for c in checks if not c.ok]
     print(f"self-check: {'all ok' if not problems else f'{len(problems)} problem(s)'}", file=stream, flush=True)
     return 2 if problems else 0

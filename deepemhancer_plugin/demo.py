@@ -159,7 +159,7 @@ def main(argv=None):
     print("Suggested thresholds: input %.4g, output %.4g" % (inputLevel, outputLevel))
     print("Summary: " + re.sub(r"\[\[sci-open:\d+\]\[([^\]]*)\]\]", r"\1", " ".join(prot.summary())))
     print("")
-    print(evaluationTable(os.path.join(os.path.dirname(prot.getEvaluationReport()), "scores.json")))
+    print(evaluationTable(prot.getEvaluationScores()))
     return 0
 
 

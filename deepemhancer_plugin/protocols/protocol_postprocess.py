@@ -328,6 +328,10 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         """Path of the evaluation report PNG (it exists only after an evaluation step)."""
         return os.path.join(self._getEvaluationDir(), EVALUATION_PNG)
 
+    def getEvaluationScores(self):
+        """Path of the evaluation's scores.json (numbers and FSC curves; exists only after an evaluation step)."""
+        return os.path.join(self._getEvaluationDir(), "scores.json")
+
     def _getEvaluationDir(self):
         return os.path.abspath(self._getExtraPath(EVALUATION_FOLDER))
 

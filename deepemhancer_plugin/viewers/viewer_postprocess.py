@@ -148,7 +148,7 @@ def evaluationCurves(prot):
     """{label: (frequencies, FSC)} of each map against the evaluation model, from the evaluation's scores.json
     (empty without an evaluation)."""
     import json
-    fn = os.path.join(os.path.dirname(prot.getEvaluationReport()), "scores.json")
+    fn = prot.getEvaluationScores()
     if not os.path.exists(fn):
         return {}
     with open(fn) as f:
