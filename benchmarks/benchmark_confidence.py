@@ -15,7 +15,8 @@ the detergent and lipid blobs of the training data, which the targets exclude) a
 as strong as the protein's 90th percentile).
 
     python benchmarks/benchmark_confidence.py --pairs work-data/pairs [--model DIR] [--limit 10]
-    python benchmarks/benchmark_confidence.py --split val --fit-calibration    # refit the calibration constants
+    python benchmarks/benchmark_confidence.py --split val --limit 10 --fit-calibration [--store]
+        # fit the model's calibration; --store writes it into the model's metadata (confidence_calibration)
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--split", default="test")
     parser.add_argument("--fit-calibration", action="store_true",
-                        help="only the confidence part, then fit the calibration constants of deepemhancer.confidence "
-                             "to these maps (run on --split val) and print them")
+                        help="only the confidence part, then fit the calibration of deepemhancer.confidence to these "
+                             "maps (run on --split val) and print it")
+    parser.add_argument("--store", action="store_true",
+                        help="with --fit-calibration: write the fitted calibration into the model's metadata file")
     args = parser.parse_args(argv)
     devices.configure("-1")
     from deepemhancer.api import EnhanceOptions, enhance
+    from deepemhancer.confidence import calibration_of
     from deepemhancer.io import read_map
     from deepemhancer.models import find_model, load_model
     from deepemhancer.protect import intensity_scale
@@ -118,7 +122,15 @@ def main(argv=None) -> int:
               f"{ratios[0]:.2f} -> protected {ratios[1]:.2f}, ligand-strength {ratios[2]:.2f} -> {ratios[3]:.2f}",
               flush=True)
     if args.fit_calibration:
-        fit_calibration(np.concatenate([c for c, _ in calibration]), np.concatenate([o for _, o in calibration]))
+        x0, power = fit_calibration(np.concatenate([c for c, _ in calibration]),
+                                    np.concatenate([o for _, o in calibration]),
+                                    calibration_of(model.metadata.confidence_calibration))
+        if args.store:
+            from deepemhancer.models import write_metadata
+            model.metadata.confidence_calibration = {
+                "x0": round(x0, 4), "power": round(power, 3),
+                "fitted_on": f"{len(pairs)} maps of split {args.split!r} of {os.path.basename(args.pairs.rstrip('/'))}"}
+            print(f"stored in {write_metadata(model.metadata, model.path)}")
         return 0
     print("\n| map | half-map FSC res (A) | CC input | CC output | Spearman(1-conf, abs error) | same, 1 A error | "
           "lipid-like blob kept (default) | protected | ligand-strength blob kept (default) | protected |")
@@ -142,23 +154,24 @@ def main(argv=None) -> int:
     return 0
 
 
-def fit_calibration(confidence: np.ndarray, ok: np.ndarray) -> None:
+def fit_calibration(confidence: np.ndarray, ok: np.ndarray, current: tuple[float, float]) -> tuple[float, float]:
     """Fit P(ok) = 1 / (1 + (x / x0) ** power) by maximum likelihood, x = the predicted error behind each confidence
-    (the current calibration inverted)."""
+    (the model's ``current`` calibration inverted); returns ``(x0, power)``."""
     from scipy.optimize import minimize
-    from deepemhancer import confidence as conf_module
 
+    x0_now, power_now = current
     c = np.clip(confidence.astype(np.float64), 1e-6, 1 - 1e-6)
-    x = conf_module.CALIBRATION_X0 * ((1 - c) / c) ** (1 / conf_module.CALIBRATION_POWER)
+    x = x0_now * ((1 - c) / c) ** (1 / power_now)
 
     def loss(params):
         p = np.clip(1 / (1 + (x / np.exp(params[0])) ** params[1]), 1e-9, 1 - 1e-9)
         return -np.mean(np.where(ok, np.log(p), np.log(1 - p)))
 
-    best = minimize(loss, [np.log(conf_module.CALIBRATION_X0), conf_module.CALIBRATION_POWER], method="Nelder-Mead")
-    print(f"\nfitted on {confidence.size} voxels: CALIBRATION_X0 = {np.exp(best.x[0]):.4f}, "
-          f"CALIBRATION_POWER = {best.x[1]:.3f} (mean log-likelihood {-best.fun:.4f}; current constants "
-          f"{-loss([np.log(conf_module.CALIBRATION_X0), conf_module.CALIBRATION_POWER]):.4f})")
+    best = minimize(loss, [np.log(x0_now), power_now], method="Nelder-Mead")
+    x0, power = float(np.exp(best.x[0])), float(best.x[1])
+    print(f"\nfitted on {confidence.size} voxels: x0 = {x0:.4f}, power = {power:.3f} (mean log-likelihood "
+          f"{-best.fun:.4f}; current calibration {x0_now:.4f}, {power_now:.3f}: {-loss([np.log(x0_now), power_now]):.4f})")
+    return x0, power
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ Cases:
   * real maps from the shared data folder (EMD-3488 + 5ME2, EMD-20026 crop + 3AJO, EMD-0093 + 6GYN): the deposited
     map itself, and the deposited map blurred with B = 100 A^2 plus white noise over the whole box (the deposited
     maps are masked: the noise imitates an unmasked input), split into two noisy halves; the reference is the
-    model map (gemmi, on the map's grid), "env" is the model envelope.
+    model map (gemmi, on the map's grid), "env" is the model envelope. Their "signal" row scores the deposited map
+    itself: the halves hold nothing more, so its FSC against the model map is the ceiling of what any method can
+    reach without inventing density (the deposited map has its own noise and errors).
 
 Columns: input (the map or the half-map average), auto-B (global Guinier sharpening, :mod:`deepemhancer.evaluation.
 sharpen`), RELION (``relion_mask_create`` + ``relion_postprocess --auto_bfac``, half-map cases only, when installed),
@@ -45,6 +47,7 @@ from deepemhancer.evaluation.sharpen import apply_bfactor  # noqa: E402
 from deepemhancer.io import MapGrid, read_map, write_map  # noqa: E402
 
 METHODS = ("input", "auto-B", "RELION", "LocScale", "ours")
+ORACLE = "signal"   # real pseudo-half cases: the deposited map the halves were made from (a ceiling, not a method)
 METRICS = (("FSC0.5", "FSC0.5 (A)"), ("FSC0.143", "FSC0.143 (A)"), ("FSC0.5 env", "FSC0.5 env (A)"),
            ("FSC0.143 env", "FSC0.143 env (A)"), ("CC", "CC"), ("CC env", "CC env"), ("retention", "retention"),
            ("outside", "outside"), ("atoms inside", "atoms inside"))
@@ -60,8 +63,9 @@ NOISE_REL_SD = 1.0  # white-noise SD per half map, relative to the SD of the blu
 
 class Case:
     def __init__(self, name, kind, grid, *, input_map=None, half1=None, half2=None, model=None, reference=None,
-                 mask=None, resolution=None, files=None):
+                 mask=None, resolution=None, files=None, signal=None):
         self.name, self.kind, self.grid = name, kind, grid
+        self.signal = signal      # the noise-free map the halves were made from, where there is one
         self.input_map, self.half1, self.half2 = input_map, half1, half2
         self.model, self.reference, self.mask, self.resolution = model, reference, mask, resolution
         self.files = files or {}   # paths for the deepemhancer command: {"i": ..., "i2": ...}
@@ -87,7 +91,7 @@ def real_cases(folder: str, workdir: str, seed: int = 0) -> list[Case]:
             write_map(p, h, grid, overwrite=True, label=f"benchmark: {name} B={BLUR_B:.0f} + noise, half {i}")
             files["i" if i == 1 else "i2"] = p
         cases.append(Case(f"{name} B{BLUR_B:.0f}+noise halves", "real", grid, half1=halves[0], half2=halves[1],
-                          model=model, files=files))
+                          model=model, files=files, signal=data))
     return cases
 
 
@@ -247,19 +251,20 @@ def _main(argv, workdir: str) -> int:
         ours, ours_msg = (None, "no model")
         if args.model:
             ours, ours_msg = run_ours(case, args.model, workdir, args.ours_args.split())
-        ev = evaluate(case.grid, processed=ours, processed_label="ours", input_map=case.input_map,
-                      half1=case.half1, half2=case.half2, model=case.model, reference_map=case.reference,
-                      mask=case.mask, resolution=case.resolution, relion=not args.no_relion, log=lambda s: None)
-        notes = [n for n in ev.notes if "RELION" in n and "half maps" not in n]
+        notes, extra_maps = [], {}
         if args.locscale and case.half1 is not None:
             locscale, locscale_msg = run_locscale(case, workdir)
             if locscale is not None:
-                ev = evaluate(case.grid, processed=ours, processed_label="ours", input_map=case.input_map,
-                              half1=case.half1, half2=case.half2, model=case.model, reference_map=case.reference,
-                              mask=case.mask, resolution=case.resolution, relion=not args.no_relion,
-                              extra_maps={"LocScale": locscale}, log=lambda s: None)
+                extra_maps["LocScale"] = locscale
             else:
                 notes.append(f"LocScale column unavailable: {locscale_msg}")
+        if case.signal is not None:
+            extra_maps[ORACLE] = case.signal
+        ev = evaluate(case.grid, processed=ours, processed_label="ours", input_map=case.input_map,
+                      half1=case.half1, half2=case.half2, model=case.model, reference_map=case.reference,
+                      mask=case.mask, resolution=case.resolution, relion=not args.no_relion,
+                      extra_maps=extra_maps, log=lambda s: None)
+        notes = [n for n in ev.notes if "RELION" in n and "half maps" not in n] + notes
         rows = {s.name: s.row() for s in ev.scores}
         if args.model and ours is None:
             notes.append(f"ours: {ours_msg}")
@@ -281,7 +286,7 @@ def _main(argv, workdir: str) -> int:
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for case, rows, _, _ in results:
-        for m in METHODS:
+        for m in METHODS + ((ORACLE,) if ORACLE in rows else ()):
             r = rows.get(m)
             cells = [fmt(r[k], k) if r else "n/a" for k, _ in METRICS]
             print(f"| {case.name} | {m} | " + " | ".join(cells) + " |")
@@ -297,13 +302,14 @@ def _main(argv, workdir: str) -> int:
     for gname, group in groups:
         if not group or (gname != "all" and len(group) == len(results)):
             continue
-        for m in METHODS:
+        for m in METHODS + ((ORACLE,) if any(ORACLE in rows for _, rows, _, _ in group) else ()):
             vals = [rows[m] for _, rows, _, _ in group if m in rows]
             cells = [fmt(_median([v[k] for v in vals]), k) for k, _ in METRICS]
             print(f"| {gname} | {m} | {len(vals)} | " + " | ".join(cells) + " |")
     print()
     print("Resolutions in A (lower is better), CC unitless (higher is better). 'env': inside the model envelope "
-          "(real) or the simulated envelope (synthetic). RELION: half-map cases only.")
+          "(real) or the simulated envelope (synthetic). RELION: half-map cases only. 'signal' (real pseudo-half cases): "
+          "the deposited map the halves were made from, the best a method can reach without inventing density.")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([{"case": c.name, "kind": c.kind, "rows": rows, "notes": notes,

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from .clean import remove_small_components
-from .confidence import confidence_map, local_resolution
+from .confidence import calibration_of, confidence_map, local_resolution
 from .errors import InputError
 from .io import MAX_VOXEL_ANISOTROPY, MapGrid, check_output_path, read_map, write_map
 from .models import LoadedModel, find_model, load_model
@@ -299,7 +299,8 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         result.half1 = back(predictions[0], normalised[0])
         result.half2 = back(predictions[1], normalised[1])
         result.data = 0.5 * (result.half1 + result.half2)
-        confidence = confidence_map(predictions[0], predictions[1], voxel_size=meta.voxel_size)
+        confidence = confidence_map(predictions[0], predictions[1], voxel_size=meta.voxel_size,
+                                    calibration=calibration_of(meta.confidence_calibration))
         result.confidence = np.clip(resample_to_shape(confidence, data.shape), 0.0, 1.0)
     else:
         result.data = back(predictions[0], normalised[0])

@@ -17,16 +17,24 @@ from scipy import ndimage
 from .resample import resample_to_shape
 
 
-# Calibration on 10 synthetic validation maps (shipped tightTarget, stage 3, fast tiling; refit with
-# `benchmarks/benchmark_confidence.py --split val --limit 10 --fit-calibration` whenever the model changes): the
+# Default calibration, for models whose metadata carries none (``confidence_calibration``): fitted on 10 synthetic
+# validation maps of the v1 tightTarget (stage 3, fast tiling). A model's own calibration is fitted and stored in its
+# metadata by `benchmarks/benchmark_confidence.py --split val --limit 10 --fit-calibration --store MODEL.json`: the
 # fraction of voxels within 4 A of the molecule whose error is below 0.1 x peak density, against the predicted error
-# x, fitted by maximum likelihood to 1 / (1 + (x / CALIBRATION_X0) ** CALIBRATION_POWER). A density term
-# (AMPLITUDE_WEIGHT > 0) ranked the voxel error slightly better with the earlier group-normalised model (Spearman
-# 0.44 -> 0.50 on the test maps with weight 1) but marks the strongest, best-agreeing density as the least
-# reliable, which would mislead a user reading the map: it is off by default.
+# x, fitted by maximum likelihood to 1 / (1 + (x / x0) ** power). A density term (AMPLITUDE_WEIGHT > 0) ranked the
+# voxel error slightly better with the earlier group-normalised model (Spearman 0.44 -> 0.50 on the test maps with
+# weight 1) but marks the strongest, best-agreeing density as the least reliable, which would mislead a user reading
+# the map: it is off by default.
 AMPLITUDE_WEIGHT = 0.0
 CALIBRATION_X0 = 0.2102
 CALIBRATION_POWER = 1.822
+
+
+def calibration_of(metadata_calibration: dict | None) -> tuple[float, float]:
+    """``(x0, power)`` from a model's ``confidence_calibration`` metadata, or the defaults above when it has none."""
+    if metadata_calibration:
+        return float(metadata_calibration["x0"]), float(metadata_calibration["power"])
+    return CALIBRATION_X0, CALIBRATION_POWER
 
 
 def predicted_error(half1: np.ndarray, half2: np.ndarray, *, voxel_size: float = 1.0,
@@ -48,23 +56,25 @@ def predicted_error(half1: np.ndarray, half2: np.ndarray, *, voxel_size: float =
 
 
 def confidence_map(half1: np.ndarray, half2: np.ndarray, *, voxel_size: float = 1.0,
-                   window_angstrom: float = 1.0) -> np.ndarray:
+                   window_angstrom: float = 1.0, calibration: tuple[float, float] | None = None) -> np.ndarray:
     """Reliability (0..1) of a map processed from two independent half maps.
 
     The probability that the local error of the halves' average is below 0.1 x its peak density, from
-    :func:`predicted_error` through the calibration above. Empty solvent that both halves suppress is a confident
+    :func:`predicted_error` through the model's calibration. Empty solvent that both halves suppress is a confident
     "nothing" (1); strong density whose halves disagree is least trusted.
 
     Args:
         half1, half2: the processed halves on one grid.
         voxel_size: Angstrom per voxel.
         window_angstrom: SD of the Gaussian window.
+        calibration: ``(x0, power)`` of the model (:func:`calibration_of`); None: the defaults.
 
     Returns:
         float32 map in [0, 1].
     """
+    x0, power = calibration or (CALIBRATION_X0, CALIBRATION_POWER)
     x = predicted_error(half1, half2, voxel_size=voxel_size, window_angstrom=window_angstrom)
-    return (1.0 / (1.0 + (x / CALIBRATION_X0) ** CALIBRATION_POWER)).astype(np.float32)
+    return (1.0 / (1.0 + (x / x0) ** power)).astype(np.float32)
 
 
 def _window_fsc_resolution(c1: np.ndarray, c2: np.ndarray, window: np.ndarray, shells: np.ndarray,

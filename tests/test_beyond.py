@@ -45,6 +45,40 @@ def test_confidence_follows_the_calibrated_curve():
         np.testing.assert_allclose(conf, expected, rtol=1e-4)
 
 
+def test_the_model_s_own_calibration_sets_the_confidence(tmp_path, small_models_dir):
+    """A calibration stored in a model's metadata (benchmark_confidence.py --fit-calibration --store) is the one the
+    API applies; a model without one gets the defaults; a malformed one is refused when the model loads."""
+    import json
+    import shutil
+
+    from deepemhancer.api import EnhanceOptions, enhance
+    from deepemhancer.models import load_model
+
+    folder = tmp_path / "models"
+    shutil.copytree(small_models_dir, folder)
+    meta_path = folder / "deepemhancer_tightTarget.json"
+    data, grid = read_map(data_path("emd_21457_seg.mrc"))
+    rng = np.random.default_rng(3)
+    h1, h2 = (data + 0.3 * rng.standard_normal(data.shape) for _ in range(2))
+
+    def confidence():
+        result = enhance(h1, grid.voxel_size, half2=h2, model=load_model(str(meta_path)),
+                         options=EnhanceOptions(preserve_halves=True, progress=False))
+        return result.confidence
+
+    default = confidence()
+    meta = json.loads(meta_path.read_text())
+    meta["confidence_calibration"] = {"x0": CALIBRATION_X0 / 4, "power": CALIBRATION_POWER, "fitted_on": "test"}
+    meta_path.write_text(json.dumps(meta))
+    stricter = confidence()
+    uncertain = default < 0.9
+    assert uncertain.any() and np.all(stricter[uncertain] < default[uncertain])   # x0 / 4: less confident
+    meta["confidence_calibration"] = {"x0": -1, "power": 2}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="confidence_calibration"):
+        load_model(str(meta_path))
+
+
 def test_local_resolution_separates_sharp_and_blurred_regions():
     rng = np.random.default_rng(1)
     shape = (48, 48, 80)

@@ -53,6 +53,9 @@ class ModelMetadata:
     description: str = ""
     training: dict = field(default_factory=dict)
     selfcheck: dict = field(default_factory=dict)   # output on the built-in map (deepemhancer.selfcheck)
+    # {"x0", "power", "fitted_on"} of deepemhancer.confidence for this model (benchmarks/benchmark_confidence.py
+    # --fit-calibration --store); empty: the defaults there
+    confidence_calibration: dict = field(default_factory=dict)
     format: str = "deepemhancer-keras3"
 
     def tiling_plan(self, mode: str):
@@ -89,6 +92,10 @@ class ModelMetadata:
                 return f"{names}: the stride must be an integer in 1..cube, got {stride!r} for cube {cube!r}"
         if self.normalization not in ("noise", "mask"):
             return f"normalization must be 'noise' or 'mask', got {self.normalization!r}"
+        calibration = self.confidence_calibration
+        if calibration and not all(isinstance(calibration.get(k), (int, float)) and not isinstance(calibration[k], bool)
+                                   and math.isfinite(calibration[k]) and calibration[k] > 0 for k in ("x0", "power")):
+            return f"confidence_calibration needs positive numbers x0 and power, got {calibration!r}"
         return None
 
     def to_json(self) -> str:
