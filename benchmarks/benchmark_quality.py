@@ -43,6 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from deepemhancer.evaluation.compare import evaluate  # noqa: E402
+from deepemhancer.evaluation.fsc import halfmap_fsc, resolution_at  # noqa: E402
 from deepemhancer.evaluation.sharpen import apply_bfactor  # noqa: E402
 from deepemhancer.io import MapGrid, read_map, write_map  # noqa: E402
 
@@ -141,25 +142,39 @@ def validation_cases(models_dir: str, count: int, workdir: str, seed: int = 0) -
     return cases
 
 
-def run_locscale(case: Case, workdir: str) -> tuple[np.ndarray | None, str]:
-    """LocScale 2 model-free (optional baseline): needs the `locscale` command (PyPI locscale) on PATH."""
-    if shutil.which("locscale") is None:
-        return None, "not installed (pip install locscale; it runs model-free on the CPU)"
-    if "i2" not in case.files:
+def run_locscale(case: Case, workdir: str, cache: str | None = None) -> tuple[np.ndarray | None, str]:
+    """LocScale 2 model-free (optional baseline): needs the `locscale` command (PyPI locscale, installed for CPUs without
+    REFMAC5 by benchmarks/install_locscale.sh) on PATH. Model-free = a pseudo-atomic model refined against the halves
+    (``--build_using_pseudomodel``; LocScale's default model-free path downloads EMmerNet weights at run time), at the
+    halves' FSC 0.143 resolution. ``cache``: a folder keeping each case's output, reused by later runs (the cases
+    are deterministic for a seed; LocScale takes minutes per map)."""
+    if case.half1 is None:
         return None, "needs half maps"
+    cached = os.path.join(cache, case.name.replace(" ", "_").replace("+", "p") + "_locscale.mrc") if cache else None
+    if cached and os.path.exists(cached):
+        return read_map(cached)[0], "cached"
+    if shutil.which("locscale") is None:
+        return None, ("not installed (bash benchmarks/install_locscale.sh, then put work-data/locscale-venv/bin "
+                      "on PATH after the engine's environment)")
     folder = tempfile.mkdtemp(prefix="locscale_", dir=workdir)
     halves = []
     for key in ("i", "i2"):   # LocScale rewrites its first half map in place and drops the origin: give copies
         halves.append(shutil.copy(case.files[key], folder))
     out = os.path.join(folder, "locscale_output.mrc")
-    cmd = ["locscale", "--halfmap_paths", *halves, "-o", out, "-mres", f"{case.resolution or 4.0:.2f}",
-           "--complete_model", "-np", "1"]
+    resolution = resolution_at(halfmap_fsc(case.half1, case.half2, case.grid.voxel_size), 0.143)
+    cmd = ["locscale", "--halfmap_paths", *halves, "-o", out, "-mres", f"{resolution:.2f}",
+           "--build_using_pseudomodel", "-np", "1"]
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=folder)
     if proc.returncode != 0 or not os.path.exists(out):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
         return None, f"failed (exit {proc.returncode}): {tail[0]}"
     data, _ = read_map(out)
+    if data.shape != case.grid.shape:
+        return None, f"output on another grid ({data.shape} voxels, the input {case.grid.shape})"
+    if cached:
+        os.makedirs(cache, exist_ok=True)
+        write_map(cached, data, case.grid, overwrite=True, label=f"LocScale 2 model-free: {case.name}")
     return data, f"{time.time() - t0:.0f} s"
 
 
@@ -219,6 +234,8 @@ def _main(argv, workdir: str) -> int:
     p.add_argument("--models-dir", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "atomic_models"))
     p.add_argument("--locscale", action="store_true",
                    help="LocScale 2 model-free baseline (half-map cases; skipped with a notice when not installed)")
+    p.add_argument("--locscale-cache", metavar="DIR",
+                   help="keep LocScale's output per case here and reuse it in later runs (e.g. work-data/locscale)")
     p.add_argument("--no-relion", action="store_true")
     p.add_argument("--report-dir", help="also write one PNG/HTML report per case here")
     p.add_argument("--json", help="write all numbers to this JSON file")
@@ -253,7 +270,7 @@ def _main(argv, workdir: str) -> int:
             ours, ours_msg = run_ours(case, args.model, workdir, args.ours_args.split())
         notes, extra_maps = [], {}
         if args.locscale and case.half1 is not None:
-            locscale, locscale_msg = run_locscale(case, workdir)
+            locscale, locscale_msg = run_locscale(case, workdir, args.locscale_cache)
             if locscale is not None:
                 extra_maps["LocScale"] = locscale
             else:
