@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .sharpen import _apply_filter, _cosine_edge
+
 __all__ = ["RetentionScore", "lowpass", "significant_region", "retention", "atoms_inside", "atom_voxel_indices"]
 
 LOWPASS_ANGSTROM = 6.0
@@ -42,15 +44,9 @@ def _voxel_xyz(voxel_size) -> np.ndarray:
 
 
 def lowpass(data: np.ndarray, voxel_size, resolution: float = LOWPASS_ANGSTROM) -> np.ndarray:
-    """Fourier low-pass at ``resolution`` A with a raised-cosine edge over the last 10 % of the frequency."""
-    vx, vy, vz = _voxel_xyz(voxel_size)
-    nz, ny, nx = data.shape
-    s = np.sqrt(np.fft.fftfreq(nz, vz)[:, None, None] ** 2 + np.fft.fftfreq(ny, vy)[None, :, None] ** 2
-                + np.fft.rfftfreq(nx, vx)[None, None, :] ** 2)
-    cutoff = 1.0 / resolution
-    edge = np.clip((s - 0.9 * cutoff) / (0.1 * cutoff), 0.0, 1.0)
-    weights = 0.5 * (1.0 + np.cos(np.pi * edge))
-    return np.fft.irfftn(np.fft.rfftn(np.asarray(data, np.float64)) * weights, s=data.shape, axes=(0, 1, 2))
+    """Fourier low-pass at ``resolution`` A with a raised-cosine edge over the last 10 % of the frequency (from
+    0.9 / ``resolution`` to 1 / ``resolution``)."""
+    return _apply_filter(data, voxel_size, lambda s: _cosine_edge(s, resolution / 0.95, 0.1 / resolution))
 
 
 def significant_region(low: np.ndarray, sd: float = SIGNIFICANCE_SD) -> np.ndarray:
