@@ -142,14 +142,18 @@ def validation_cases(models_dir: str, count: int, workdir: str, seed: int = 0) -
     return cases
 
 
-def run_locscale(case: Case, workdir: str, cache: str | None = None) -> tuple[np.ndarray | None, str]:
+def run_locscale(case: Case, workdir: str, cache: str | None = None,
+                 max_box: int = 0) -> tuple[np.ndarray | None, str]:
     """LocScale 2 model-free (optional baseline): needs the `locscale` command (PyPI locscale, installed for CPUs without
     REFMAC5 by benchmarks/install_locscale.sh) on PATH. Model-free = a pseudo-atomic model refined against the halves
     (``--build_using_pseudomodel``; LocScale's default model-free path downloads EMmerNet weights at run time), at the
     halves' FSC 0.143 resolution. ``cache``: a folder keeping each case's output, reused by later runs (the cases
-    are deterministic for a seed; LocScale takes minutes per map)."""
+    are deterministic for a seed; LocScale takes minutes per map). ``max_box``: skip maps of more than that
+    number cubed voxels (LocScale's pseudo-atom refinement took over 15 min on one core for a 172^3 box)."""
     if case.half1 is None:
         return None, "needs half maps"
+    if max_box and case.half1.size > max_box ** 3:
+        return None, f"box {'x'.join(map(str, case.half1.shape))} is over --locscale-max-box {max_box}"
     cached = os.path.join(cache, case.name.replace(" ", "_").replace("+", "p") + "_locscale.mrc") if cache else None
     if cached and os.path.exists(cached):
         return read_map(cached)[0], "cached"
@@ -236,6 +240,8 @@ def _main(argv, workdir: str) -> int:
                    help="LocScale 2 model-free baseline (half-map cases; skipped with a notice when not installed)")
     p.add_argument("--locscale-cache", metavar="DIR",
                    help="keep LocScale's output per case here and reuse it in later runs (e.g. work-data/locscale)")
+    p.add_argument("--locscale-max-box", type=int, default=0, metavar="N",
+                   help="run LocScale only on boxes of at most N^3 voxels (0: all)")
     p.add_argument("--no-relion", action="store_true")
     p.add_argument("--report-dir", help="also write one PNG/HTML report per case here")
     p.add_argument("--json", help="write all numbers to this JSON file")
@@ -270,7 +276,7 @@ def _main(argv, workdir: str) -> int:
             ours, ours_msg = run_ours(case, args.model, workdir, args.ours_args.split())
         notes, extra_maps = [], {}
         if args.locscale and case.half1 is not None:
-            locscale, locscale_msg = run_locscale(case, workdir, args.locscale_cache)
+            locscale, locscale_msg = run_locscale(case, workdir, args.locscale_cache, args.locscale_max_box)
             if locscale is not None:
                 extra_maps["LocScale"] = locscale
             else:
