@@ -78,7 +78,7 @@ def _cases(tmp: str):
     for label, edit in [("filters 'a'", lambda m: m["architecture"].update(filters=["a", 16, 32])),
                         ("voxel_size 0", lambda m: m.update(voxel_size=0)),
                         ("fast_cube 100", lambda m: m.update(fast_cube=100)),
-                        ("filters not the weights'", lambda m: m["architecture"].update(filters=[16, 32, 64]))]:
+                        ("filters not the weights'", lambda m: m["architecture"].update(filters=[12, 24, 48]))]:
         folder = tempfile.mkdtemp(dir=tmp)
         shutil.copy(os.path.join(PACKAGE_MODELS_DIR, "deepemhancer_tightTarget.weights.h5"), folder)
         with open(os.path.join(PACKAGE_MODELS_DIR, "deepemhancer_tightTarget.json")) as f:

@@ -219,7 +219,7 @@ def _model_copy(tmp_path, edit):
     (lambda m: m.update(voxel_size=0), "voxel_size"),
     (lambda m: m.update(voxel_size=-1.0), "voxel_size"),
     (lambda m: m.update(fast_cube=100), "multiple of 8"),
-    (lambda m: m["architecture"].update(filters=[16, 32, 64]), "do not fit"),
+    (lambda m: m["architecture"].update(filters=[12, 24, 48]), "do not fit"),
 ])
 @pytest.mark.parametrize("backend", ["openvino", "torch"])
 def test_12_bad_model_metadata_is_one_clear_line(tmp_path, capsys, edit, message, backend):
@@ -311,10 +311,12 @@ def test_fast_tiling_matches_the_original_on_random_crops_scalings_axis_orders_a
     """Random crops (40-90 voxels per axis), scalings (1e-3..1e3), axis orders and noise levels (0-2 map SDs) of
     the test maps: wherever the original tiling shows density, the default tiling gives the same map.
 
-    Within 3 voxels of the box faces the two differ by design where density touches the faces (crops of the
-    EMD-20026 crop): the original wrap-pads the box (the opposite face becomes the neighbour) and divides its sums
-    by count + 1 (box corners at half weight); the fast tiling reflects and blends. Measured: whole box CC
-    0.990-0.996, away from the faces 0.995-0.9999."""
+    Near the box faces the two differ by design where density touches the faces (crops of the EMD-20026 crop): the
+    original wrap-pads the box (the opposite face becomes the neighbour) and divides its sums by count + 1 (box
+    corners at half weight); the fast tiling reflects and blends. The 16/32/64 network of campaign v2 uses that
+    context more than v1 did, so the zone is up to 6 voxels deep. Measured (v2 tightTarget): 6 voxels from the faces
+    CC 0.995-0.999; over the whole box 0.937-0.995; no bright rim in the fast output (its maximum within 3 voxels
+    of the faces 0.76-1.12 x its maximum inside)."""
     rng = np.random.default_rng(1000 + case)
     source = read_map(EMD)[0] if case % 2 == 0 else read_map(data_path("eval_emd20026_sub.mrc"))[0]
     size = [int(rng.integers(40, min(90, n) + 1)) for n in source.shape]
@@ -330,8 +332,11 @@ def test_fast_tiling_matches_the_original_on_random_crops_scalings_axis_orders_a
     if float(original.max()) <= 0.05:            # the original shows no density: nothing to compare
         assert float(fast.max()) <= 0.1
         return
-    interior = tuple(slice(3, n - 3) for n in original.shape)
+    interior = tuple(slice(6, n - 6) for n in original.shape)
     cc = np.corrcoef(original[interior].ravel(), fast[interior].ravel())[0, 1]
     assert cc >= 0.99, (case, crop.shape, voxel, cc)
-    assert np.corrcoef(original.ravel(), fast.ravel())[0, 1] >= 0.985
+    assert np.corrcoef(original.ravel(), fast.ravel())[0, 1] >= 0.92
+    face_zone = np.ones(fast.shape, bool)
+    face_zone[tuple(slice(3, n - 3) for n in fast.shape)] = False
+    assert float(fast[face_zone].max()) <= 1.5 * float(fast[~face_zone].max())   # no bright rim at the faces
     assert float(fast.max()) > 0.5 * float(original.max())
