@@ -69,13 +69,18 @@ def measures(results: list[dict], retention_goal: float) -> list[tuple[str, floa
         drop = float(max(r["rows"]["input"]["CC env"] - r["rows"]["ours"]["CC env"] for r in rows))
         out.append((f"{GROUPS['real']}: CC in envelope never below the input's by > 0.01", drop,
                      f"largest drop {drop:+.3f}", drop <= 0.01))
+        signal = [r["rows"]["signal"] for r in rows if "signal" in r["rows"]]
+        signal = signal if len(signal) == len(rows) else []   # the noise-free deposited maps score these too
         kept = float(np.median([r["rows"]["ours"]["retention"] for r in rows]))
         out.append((f"{GROUPS['real']}: median retention >= {100 * retention_goal:.0f} %", kept,
-                    f"{100 * kept:.1f} % (min {100 * min(r['rows']['ours']['retention'] for r in rows):.1f} %)",
-                    kept >= retention_goal))
+                    f"{100 * kept:.1f} % (min {100 * min(r['rows']['ours']['retention'] for r in rows):.1f} %)"
+                    + (f" (the deposited maps themselves: median {100 * np.median([g['retention'] for g in signal]):.1f} %)"
+                       if signal else ""), kept >= retention_goal))
         outside = float(max(r["rows"]["ours"]["outside"] for r in rows))
         out.append((f"{GROUPS['real']}: output density outside the input's <= 5 %", outside,
-                    f"largest {100 * outside:.1f} %", outside <= 0.05))
+                    f"largest {100 * outside:.1f} %" + (f" (the deposited maps themselves: largest "
+                                                        f"{100 * max(g['outside'] for g in signal):.1f} %)" if signal else ""),
+                    outside <= 0.05))
         atoms = float(np.median([r["rows"]["ours"]["atoms inside"] for r in rows]))
         atoms_in = float(np.median([r["rows"]["input"]["atoms inside"] for r in rows]))
         out.append((f"{GROUPS['real']}: median model atoms inside the contour (input {100 * atoms_in:.1f} %)", atoms,
