@@ -149,14 +149,15 @@ def run_locscale(case: Case, workdir: str, cache: str | None = None,
     (``--build_using_pseudomodel``; LocScale's default model-free path downloads EMmerNet weights at run time), at the
     halves' FSC 0.143 resolution. ``cache``: a folder keeping each case's output, reused by later runs (the cases
     are deterministic for a seed; LocScale takes minutes per map). ``max_box``: skip maps of more than that
-    number cubed voxels (LocScale's pseudo-atom refinement took over 15 min on one core for a 172^3 box)."""
+    number cubed voxels unless the cache has them (LocScale's pseudo-atom refinement took over 15 min on one core
+    for a 172^3 box)."""
     if case.half1 is None:
         return None, "needs half maps"
-    if max_box and case.half1.size > max_box ** 3:
-        return None, f"box {'x'.join(map(str, case.half1.shape))} is over --locscale-max-box {max_box}"
     cached = os.path.join(cache, case.name.replace(" ", "_").replace("+", "p") + "_locscale.mrc") if cache else None
     if cached and os.path.exists(cached):
         return read_map(cached)[0], "cached"
+    if max_box and case.half1.size > max_box ** 3:
+        return None, f"box {'x'.join(map(str, case.half1.shape))} is over --locscale-max-box {max_box}"
     if shutil.which("locscale") is None:
         return None, ("not installed (bash benchmarks/install_locscale.sh, then put work-data/locscale-venv/bin "
                       "on PATH after the engine's environment)")
