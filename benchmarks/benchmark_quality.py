@@ -16,14 +16,14 @@ Cases:
 
 Columns: input (the map or the half-map average), auto-B (global Guinier sharpening, :mod:`deepemhancer.evaluation.
 sharpen`), RELION (``relion_mask_create`` + ``relion_postprocess --auto_bfac``, half-map cases only, when installed),
-LocScale (``--locscale``: LocScale 2 model-free, half-map cases, when the ``locscale`` command is installed; skipped
-with a notice otherwise), ours (the real ``python -m deepemhancer`` command with ``--model``).
+LocScale (``--locscale``: LocScale 2 model-free, half-map cases, when the ``locscale`` command is installed by
+``benchmarks/install_locscale.sh``; skipped with a notice otherwise), ours (the real ``python -m deepemhancer`` command with ``--model``).
 Retention, outside and atoms inside: :mod:`deepemhancer.evaluation.retention`.
 Metrics: FSC 0.5 / 0.143 resolution against the reference over the whole box and inside the envelope, real-space CC
 (whole box, envelope). Prints one markdown table per case set plus medians.
 
   python benchmarks/benchmark_quality.py [--model DIR_OR_FILE] [--pairs work-data/pairs-v2] [--sim2 10]
-      [--real-data DIR] [--locscale]
+      [--real-data DIR] [--locscale [--locscale-cache work-data/locscale] [--locscale-max-box 128]]
 """
 
 from __future__ import annotations
