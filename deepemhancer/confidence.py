@@ -18,13 +18,13 @@ from .resample import resample_to_shape
 
 
 # Default calibration, for models whose metadata carries none (``confidence_calibration``): fitted on 10 synthetic
-# validation maps of the v1 tightTarget (stage 3, fast tiling). A model's own calibration is fitted and stored in its
-# metadata by `benchmarks/benchmark_confidence.py --model MODEL.json --split val --limit 10 --fit-calibration --store`: the
-# fraction of voxels within 4 A of the molecule whose error is below 0.1 x peak density, against the predicted error
-# x, fitted by maximum likelihood to 1 / (1 + (x / x0) ** power). A density term (AMPLITUDE_WEIGHT > 0) ranked the
-# voxel error slightly better with the earlier group-normalised model (Spearman 0.44 -> 0.50 on the test maps with
-# weight 1) but marks the strongest, best-agreeing density as the least reliable, which would mislead a user reading
-# the map: it is off by default.
+# validation maps of the v1 tightTarget (stage 3, fast tiling). A model's own calibration is fitted and stored in
+# its metadata by `benchmarks/benchmark_confidence.py --model MODEL.json --split val --limit 10 --fit-calibration
+# --store`: the fraction of voxels within 4 A of the molecule whose error is below 0.1 x peak density, against the
+# predicted error x, fitted by maximum likelihood to 1 / (1 + (x / x0) ** power). A density term
+# (AMPLITUDE_WEIGHT > 0) ranked the voxel error slightly better with the earlier group-normalised model (Spearman
+# 0.44 -> 0.50 on the test maps with weight 1) but marks the strongest, best-agreeing density as the least
+# reliable, which would mislead a user reading the map: it is off by default.
 AMPLITUDE_WEIGHT = 0.0
 CALIBRATION_X0 = 0.2102
 CALIBRATION_POWER = 1.822
