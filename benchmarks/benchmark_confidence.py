@@ -169,8 +169,9 @@ def fit_calibration(confidence: np.ndarray, ok: np.ndarray, current: tuple[float
 
     best = minimize(loss, [np.log(x0_now), power_now], method="Nelder-Mead")
     x0, power = float(np.exp(best.x[0])), float(best.x[1])
+    current_likelihood = -loss([np.log(x0_now), power_now])
     print(f"\nfitted on {confidence.size} voxels: x0 = {x0:.4f}, power = {power:.3f} (mean log-likelihood "
-          f"{-best.fun:.4f}; current calibration {x0_now:.4f}, {power_now:.3f}: {-loss([np.log(x0_now), power_now]):.4f})")
+          f"{-best.fun:.4f}; current calibration {x0_now:.4f}, {power_now:.3f}: {current_likelihood:.4f})")
     return x0, power
 
 

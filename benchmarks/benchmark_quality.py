@@ -17,7 +17,8 @@ Cases:
 Columns: input (the map or the half-map average), auto-B (global Guinier sharpening, :mod:`deepemhancer.evaluation.
 sharpen`), RELION (``relion_mask_create`` + ``relion_postprocess --auto_bfac``, half-map cases only, when installed),
 LocScale (``--locscale``: LocScale 2 model-free, half-map cases, when the ``locscale`` command is installed by
-``benchmarks/install_locscale.sh``; skipped with a notice otherwise), ours (the real ``python -m deepemhancer`` command with ``--model``).
+``benchmarks/install_locscale.sh``; skipped with a notice otherwise), ours (the real ``python -m deepemhancer``
+command with ``--model``).
 Retention, outside and atoms inside: :mod:`deepemhancer.evaluation.retention`.
 Metrics: FSC 0.5 / 0.143 resolution against the reference over the whole box and inside the envelope, real-space CC
 (whole box, envelope). Prints one markdown table per case set plus medians.
@@ -63,6 +64,11 @@ NOISE_REL_SD = 1.0  # white-noise SD per half map, relative to the SD of the blu
 
 
 class Case:
+    @property
+    def stem(self) -> str:
+        """The case's name as a file name stem (our output, LocScale's cached output, the report)."""
+        return self.name.replace(" ", "_").replace("+", "p")
+
     def __init__(self, name, kind, grid, *, input_map=None, half1=None, half2=None, model=None, reference=None,
                  mask=None, resolution=None, files=None, signal=None):
         self.name, self.kind, self.grid = name, kind, grid
@@ -144,16 +150,16 @@ def validation_cases(models_dir: str, count: int, workdir: str, seed: int = 0) -
 
 def run_locscale(case: Case, workdir: str, cache: str | None = None,
                  max_box: int = 0) -> tuple[np.ndarray | None, str]:
-    """LocScale 2 model-free (optional baseline): needs the `locscale` command (PyPI locscale, installed for CPUs without
-    REFMAC5 by benchmarks/install_locscale.sh) on PATH. Model-free = a pseudo-atomic model refined against the halves
-    (``--build_using_pseudomodel``; LocScale's default model-free path downloads EMmerNet weights at run time), at the
-    halves' FSC 0.143 resolution. ``cache``: a folder keeping each case's output, reused by later runs (the cases
-    are deterministic for a seed; LocScale takes minutes per map). ``max_box``: skip maps of more than that
-    number cubed voxels unless the cache has them (LocScale's pseudo-atom refinement took over 15 min on one core
-    for a 172^3 box)."""
+    """LocScale 2 model-free (optional baseline): needs the `locscale` command (PyPI locscale, installed for CPUs
+    without REFMAC5 by benchmarks/install_locscale.sh) on PATH. Model-free = a pseudo-atomic model refined against
+    the halves (``--build_using_pseudomodel``; LocScale's default model-free path downloads EMmerNet weights at run
+    time), at the halves' FSC 0.143 resolution. ``cache``: a folder keeping each case's output, reused by later
+    runs (the cases are deterministic for a seed; LocScale takes minutes per map). ``max_box``: skip maps of more
+    than that number cubed voxels unless the cache has them (LocScale's pseudo-atom refinement took over 15 min on
+    one core for a 172^3 box)."""
     if case.half1 is None:
         return None, "needs half maps"
-    cached = os.path.join(cache, case.name.replace(" ", "_").replace("+", "p") + "_locscale.mrc") if cache else None
+    cached = os.path.join(cache, case.stem + "_locscale.mrc") if cache else None
     if cached and os.path.exists(cached):
         return read_map(cached)[0], "cached"
     if max_box and case.half1.size > max_box ** 3:
@@ -185,7 +191,7 @@ def run_locscale(case: Case, workdir: str, cache: str | None = None,
 
 def run_ours(case: Case, model: str, workdir: str, extra: list[str]) -> tuple[np.ndarray | None, str]:
     """Run the real command; returns (map, message)."""
-    out = os.path.join(workdir, case.name.replace(" ", "_").replace("+", "p") + "_ours.mrc")
+    out = os.path.join(workdir, case.stem + "_ours.mrc")
     cmd = [sys.executable, "-m", "deepemhancer", "-i", case.files["i"]]
     if "i2" in case.files:
         cmd += ["-i2", case.files["i2"]]
@@ -303,7 +309,7 @@ def _main(argv, workdir: str) -> int:
         if args.report_dir:
             from deepemhancer.evaluation.report import write_report
             write_report(ev, args.report_dir, title=case.name,
-                         basename=case.name.replace(" ", "_").replace("+", "p"))
+                         basename=case.stem)
 
     head = ["case", "map"] + [label for _, label in METRICS]
     print()
@@ -332,8 +338,8 @@ def _main(argv, workdir: str) -> int:
             print(f"| {gname} | {m} | {len(vals)} | " + " | ".join(cells) + " |")
     print()
     print("Resolutions in A (lower is better), CC unitless (higher is better). 'env': inside the model envelope "
-          "(real) or the simulated envelope (synthetic). RELION: half-map cases only. 'signal' (real pseudo-half cases): "
-          "the deposited map the halves were made from, the best a method can reach without inventing density.")
+          "(real) or the simulated envelope (synthetic). RELION: half-map cases only. 'signal' (real pseudo-half "
+          "cases): the deposited map the halves were made from, the best a method can reach without inventing density.")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([{"case": c.name, "kind": c.kind, "rows": rows, "notes": notes,

@@ -72,7 +72,7 @@ def confidence_map(half1: np.ndarray, half2: np.ndarray, *, voxel_size: float = 
     Returns:
         float32 map in [0, 1].
     """
-    x0, power = calibration or (CALIBRATION_X0, CALIBRATION_POWER)
+    x0, power = calibration or calibration_of(None)
     x = predicted_error(half1, half2, voxel_size=voxel_size, window_angstrom=window_angstrom)
     return (1.0 / (1.0 + (x / x0) ** power)).astype(np.float32)
 

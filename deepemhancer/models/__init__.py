@@ -35,6 +35,11 @@ INSTALL_HINT = ("Install models with `scipion3 installb deepemhancerModels` (Sci
                 "`deepemhancer-train`, or fetch the official checkpoints with `deepemhancer --download` (internet).")
 
 
+def _positive_number(value) -> bool:
+    """A finite number above 0 (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
 @dataclass
 class ModelMetadata:
     """Everything inference needs to know about a model, stored next to its weights."""
@@ -78,8 +83,7 @@ class ModelMetadata:
             return f"unknown kind {self.kind!r} (one of {', '.join(KINDS)})"
         for name in ("voxel_size", "cube_size", "stride"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-                    or value <= 0:
+            if not _positive_number(value):
                 return f"{name} must be a positive number, got {value!r}"
         for name in ("cube_size", "fast_cube"):
             value = getattr(self, name)
@@ -93,8 +97,7 @@ class ModelMetadata:
         if self.normalization not in ("noise", "mask"):
             return f"normalization must be 'noise' or 'mask', got {self.normalization!r}"
         calibration = self.confidence_calibration
-        if calibration and not all(isinstance(calibration.get(k), (int, float)) and not isinstance(calibration[k], bool)
-                                   and math.isfinite(calibration[k]) and calibration[k] > 0 for k in ("x0", "power")):
+        if calibration and not all(_positive_number(calibration.get(k)) for k in ("x0", "power")):
             return f"confidence_calibration needs positive numbers x0 and power, got {calibration!r}"
         return None
 

@@ -60,8 +60,8 @@ MODEL_HELP = ("tightTarget (default): removes solvent, detergent and unmodelled 
               "87.5 %%; on depositor-masked real maps the two differ little (86.9 %% and 87.6 %%). highRes: sharpens "
               "more, for maps better than about 4 A: on two such real maps made into noisy half maps its FSC0.5 "
               "against the model is 3.36 / 2.62 A (EMD-3488, 3.4 A; EMD-20026, 2.8 A), tightTarget's 3.46 / "
-              "2.90 A, LocScale 2's 3.39 / 2.62 A. Where density must be kept whatever the model does (ligands, lipids), "
-              "use a protect mask or model (next tab). Custom: a model file you give (flag "
+              "2.90 A, LocScale 2's 3.39 / 2.62 A. Where density must be kept whatever the model does (ligands, "
+              "lipids), use a protect mask or model (next tab). Custom: a model file you give (flag "
               "--deepLearningModelPath); otherwise flag -p. The model card (%s) has the per-map tables.")
 
 
