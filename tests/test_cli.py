@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 
@@ -52,6 +53,27 @@ def test_half_maps_on_a_placed_non_cubic_map_keep_the_grid(tmp_path, small_model
     result, grid_out = read_map(out)
     assert grid_out.shape == grid.shape and grid_out.origin == pytest.approx(grid.origin)
     assert grid_out.voxel_size == pytest.approx(grid.voxel_size) and np.all(np.isfinite(result))
+
+
+def test_half_maps_better_than_4_a_get_the_advice_to_try_highres(tmp_path, small_models_dir, capsys):
+    """The default tightTarget on 2.8 A halves prints the highRes advice; wideTarget, or 8 A halves, do not."""
+    data, grid = read_map(data_path("emd_21457_seg.mrc"))
+    rng = np.random.default_rng(1)
+
+    def run(noise, extra):
+        names = [str(tmp_path / f"{noise}_{len(extra)}_half{k}.mrc") for k in (1, 2)]
+        for name in names:
+            write_map(name, data + noise * data.std() * rng.standard_normal(data.shape), grid)
+        out = str(tmp_path / f"{noise}_{len(extra)}_out.mrc")
+        assert main(["-i", names[0], "-i2", names[1], "-o", out, "--deepLearningModelPath", small_models_dir,
+                     "--quiet", "--overwrite", *extra]) == 0
+        return capsys.readouterr().err
+
+    advice = [line for line in run(1.0, []).splitlines() if "try -p highRes" in line]
+    assert len(advice) == 1, advice
+    assert 2.0 < float(re.search(r"the half maps reach ([0-9.]+) A", advice[0]).group(1)) < 4.0
+    assert "highRes" not in run(1.0, ["-p", "wideTarget"])
+    assert "highRes" not in run(8.0, [])
 
 
 def test_mask_mode_noise_stats_cleaning_and_overwrite(tmp_path, small_models_dir):

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["FSCCurve", "frequency_magnitude", "fsc", "halfmap_fsc", "resolution_at", "pearson_cc", "local_cc",
-           "gaussian_blur", "soft_edge", "threshold_mask", "model_envelope_mask", "shell_average"]
+__all__ = ["FSCCurve", "frequency_magnitude", "fsc", "halfmap_fsc", "halfmap_resolution", "resolution_at",
+           "pearson_cc", "local_cc", "gaussian_blur", "soft_edge", "threshold_mask", "model_envelope_mask",
+           "shell_average"]
 
 
 def _voxel_xyz(voxel_size) -> tuple[float, float, float]:
@@ -128,6 +129,18 @@ def halfmap_fsc(half1: np.ndarray, half2: np.ndarray, voxel_size, mask: np.ndarr
         return curve
     c = np.clip(curve.fsc, -0.999, None)
     return FSCCurve(curve.frequency, 2.0 * c / (1.0 + c), curve.n_coefficients)
+
+
+def halfmap_resolution(half1: np.ndarray, half2: np.ndarray, voxel_size, threshold: float = 0.143,
+                       max_box: int = 160) -> float:
+    """Resolution (A) where the FSC of two half maps falls below ``threshold``, from their central box.
+
+    A quick, memory-bounded estimate: at most ``max_box`` voxels per axis around the centre (where the molecule
+    usually is), unmasked, so the solvent noise makes it conservative (a little worse than a masked FSC).
+    """
+    starts = [max(0, (n - max_box) // 2) for n in np.shape(half1)]
+    box = tuple(slice(s, s + max_box) for s in starts)
+    return resolution_at(fsc(half1[box], half2[box], voxel_size), threshold)
 
 
 def resolution_at(curve: FSCCurve, threshold: float) -> float:
