@@ -88,7 +88,7 @@ MIN_ENVELOPE_VOXELS = 1000  # a signal envelope smaller than this (a 10^3 blob) 
 OUTLIER_RANGES = 10.0        # voxels farther than this many 0.01-99.99 % ranges from the map are outliers
 
 
-#: Half maps better than this (A, FSC 0.143) get the advice to try highRes when they ran the default tightTarget.
+#: Half maps better than this (A, FSC 0.143) processed with tightTarget get a note advising highRes.
 HIGHRES_ADVICE_RESOLUTION = 4.0
 
 
