@@ -5,12 +5,13 @@
 # density at low resolution, the highRes one is sharper), 48^3 cubes, started from the shipped 8/16/32 model of the
 # same kind widened to the new filters (deepemhancer/training/widen.py: the same function to start with). One thread,
 # so the other core stays free. Rerunning the same command resumes from the last checkpoint (only --epochs may grow).
+# RUN=folder names another run; flags after the kind override these (finetune_v2hr.sh uses both).
 # Run from the repository root after
 #   deepemhancer-train prepare --models ../shared/data/atomic_models -o work-data/pairs-v2 \
 #     --variants train=6,val=2,test=2 --seed 2
 set -e
 kind=${1:?usage: $0 tightTarget|wideTarget|highRes}
-run=training-checkpoints/run_$(echo "$kind" | sed 's/Target//; s/highRes/highres/')_v2
+run=${RUN:-training-checkpoints/run_$(echo "$kind" | sed 's/Target//; s/highRes/highres/')_v2}
 init=${INIT:-training-checkpoints/v1_models/deepemhancer_$kind.json}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 KERAS_BACKEND=${KERAS_BACKEND:-torch} deepemhancer-train fit --pairs work-data/pairs-v2 --kind "$kind" \
