@@ -147,6 +147,27 @@ def test_fit_writes_csv_checkpoint_and_resumes(prepared, tmp_path):
     assert -1 <= float(row["cc_output"]) <= 1 and 0.3 < float(row["cc_input"]) < 1
 
 
+def test_keep_weight_charges_a_shortfall_only_where_the_target_has_density(prepared, tmp_path):
+    import keras
+    from deepemhancer.training.cli import main
+    from deepemhancer.training.train import keep_loss
+    target = np.array([0.0, 0.0, 1.0, 2.0], np.float32)           # solvent, solvent, weak and strong density
+    for weight in (0.0, 1.0):
+        below, above = keep_loss(target, target - 0.5, weight, np), keep_loss(target, target + 0.5, weight, np)
+        assert above == pytest.approx(0.5)                          # an excess costs what it costs in MAE
+        assert below == pytest.approx(0.5 + weight * 0.25)          # a shortfall on the 2 density voxels costs more
+        tensor = keras.ops.convert_to_numpy(keep_loss(keras.ops.convert_to_tensor(target),
+                                                      keras.ops.convert_to_tensor(target - 0.5), weight, keras.ops))
+        assert float(tensor) == pytest.approx(below)               # training and validation use the same objective
+    run = tmp_path / "run"
+    assert main(["fit", "--pairs", str(prepared), "-o", str(run), "--filters", "4,8", "--cube", "16", "--batch",
+                 "2", "--steps-per-epoch", "2", "--val-cubes", "4", "--epochs", "1", "--keep-weight", "1",
+                 "--quiet"]) == 0
+    (row,) = _rows(run / "log.csv")
+    assert float(row["val_loss"]) > float(row["val_mae"]) > 0
+    assert json.loads((run / "config.json").read_text())["keep_weight"] == 1.0
+
+
 def test_noise_cubes_have_zero_targets_and_the_asked_noise_level(prepared):
     from deepemhancer.training.train import TrainConfig, correlated_noise, load_split, make_batch
     rng = np.random.default_rng(1)

@@ -67,6 +67,9 @@ def _add_fit(sub):
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--val-cubes", type=int, default=48, help="fixed validation cubes")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--keep-weight", type=float, default=0.0,
+                   help="extra cost of an output below the target where the target has density (loss: MAE + W x "
+                        "mean shortfall there), against erasing weak modelled density (default 0: plain MAE)")
     p.add_argument("--signal-fraction", type=float, default=None,
                    help="fraction of cubes centred on the molecule (default: 0.75, highRes 0.9)")
     p.add_argument("--noise-cubes", type=float, default=0.0,
@@ -145,7 +148,8 @@ def main(argv=None) -> int:
                 kind=args.kind, filters=tuple(int(f) for f in args.filters.split(",")),
                 convs_per_block=args.convs_per_block, norm_layer=args.norm_layer, input_gain=args.input_gain,
                 cube=args.cube, batch=args.batch, epochs=args.epochs,
-                steps_per_epoch=args.steps_per_epoch, val_cubes=args.val_cubes, lr=args.lr, seed=args.seed,
+                steps_per_epoch=args.steps_per_epoch, val_cubes=args.val_cubes, lr=args.lr,
+                keep_weight=args.keep_weight, seed=args.seed,
                 signal_fraction=args.signal_fraction, noise_cubes=args.noise_cubes,
                 noise_augment=args.noise_augment, noise_sd=tuple(args.noise_sd),
                 noise_blur=tuple(args.noise_blur), data_parallel=args.data_parallel,

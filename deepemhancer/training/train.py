@@ -16,7 +16,13 @@ Recipe (the paper's, scaled to what the machine affords):
   of noise to that fraction of the other cubes' inputs (target unchanged), so that noise level alone does not
   tell the network to output 0.
 * **Optimisation.** Mean absolute error; Adam at ``lr`` (1e-3), halved when the validation loss has not improved for
-  5 epochs (ReduceLROnPlateau semantics, kept in the checkpoint so a resumed run continues exactly).
+  5 epochs (ReduceLROnPlateau semantics, kept in the checkpoint so a resumed run continues exactly). With
+  ``keep_weight`` W > 0 the loss adds W times the mean shortfall ``max(target - output, 0)`` where the target has
+  density (target > 0): an output below the target there costs 1 + W, above it 1. MAE alone predicts the median of
+  what a weak region could be, which is 0 where it is as often noise as molecule, so fine-tuning towards sharper
+  targets erased weak modelled density; the extra term moves that choice towards keeping it, and costs nothing in
+  the solvent (target 0), where the output should stay empty. The validation loss (checkpoint choice, learning-rate
+  schedule) is the same objective.
 * **Validation.** A fixed set of cubes from the val split (same cubes every epoch): MAE, and Pearson CC with the
   target of the output and, for reference, of the input. One CSV row per epoch in ``log.csv``.
 * **Checkpoints** (``<run>/checkpoint/``): weights, optimizer variables, epoch, learning-rate schedule state and the
@@ -51,7 +57,7 @@ KINDS = ("tightTarget", "wideTarget", "highRes", "masked")
 TARGET_KEY = {"tightTarget": "target_tight", "highRes": "target_sharp", "masked": "target_tight",
               "wideTarget": "target_wide"}
 CSV_FIELDS = ("epoch", "step", "lr", "train_mae", "val_mae", "val_cc", "val_cc_input", "val_noise_rms",
-              "epoch_seconds", "seconds_per_step", "wall_seconds")
+              "epoch_seconds", "seconds_per_step", "wall_seconds", "val_loss")
 
 
 @dataclass
@@ -70,6 +76,7 @@ class TrainConfig:
     steps_per_epoch: int = 100
     val_cubes: int = 48
     lr: float = 1e-3
+    keep_weight: float = 0.0                # extra cost of an output below the target where it has density
     plateau_patience: int = 5
     plateau_factor: float = 0.5
     min_lr: float = 1e-5
@@ -306,6 +313,16 @@ def load_checkpoint(run: str, model) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------------------- training
+def keep_loss(y_true, y_pred, keep_weight: float, xp):
+    """Mean absolute error plus ``keep_weight`` times the mean shortfall below a target that has density (module
+    docstring); ``xp`` is ``keras.ops`` in training and ``numpy`` for the validation loss, so both are the same."""
+    loss = xp.mean(xp.abs(y_pred - y_true))
+    if keep_weight:
+        has_density = xp.where(y_true > 0, 1.0, 0.0)
+        loss = loss + keep_weight * xp.mean(xp.maximum(y_true - y_pred, 0.0) * has_density)
+    return loss
+
+
 def build_model(cfg: TrainConfig):
     import keras
     keras.utils.set_random_seed(cfg.seed)
@@ -313,7 +330,8 @@ def build_model(cfg: TrainConfig):
         from keras import distribution
         distribution.set_distribution(distribution.DataParallel(devices=distribution.list_devices()))
     model = build_unet(cfg.unet)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.lr), loss="mae")
+    loss = "mae" if not cfg.keep_weight else (lambda y, p: keep_loss(y, p, cfg.keep_weight, keras.ops))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.lr), loss=loss)
     return model
 
 
@@ -410,13 +428,14 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
         train_seconds = time.time() - t0
         pred = _predict(model, xv, cfg.batch)
         val_mae = float(np.mean(np.abs(pred - yv)))
+        val_loss = float(keep_loss(yv, pred, cfg.keep_weight, np))
         val_cc = float(np.mean([pearson(a, b) for a, b in zip(pred, yv) if b.std() > 0]))
         val_noise_rms = float(np.sqrt(np.mean(_predict(model, x_noise, cfg.batch) ** 2)))
         state["epoch"] += 1
         state["step"] += cfg.steps_per_epoch
         # ReduceLROnPlateau
-        if state["best_val"] is None or val_mae < state["best_val"] - 1e-5:
-            state["best_val"], state["wait"] = val_mae, 0
+        if state["best_val"] is None or val_loss < state["best_val"] - 1e-5:
+            state["best_val"], state["wait"] = val_loss, 0
             _save_weights(model, _ckpt_paths(run)["best"])
             state["best_epoch"] = state["epoch"]
         else:
@@ -434,7 +453,7 @@ def fit(pair_folders: list[str] | str, run: str, cfg: TrainConfig, *, install_di
                "val_noise_rms": round(val_noise_rms, 5),
                "epoch_seconds": round(epoch_seconds, 1),
                "seconds_per_step": round(train_seconds / cfg.steps_per_epoch, 3),
-               "wall_seconds": round(state["wall_seconds"], 1)}
+               "wall_seconds": round(state["wall_seconds"], 1), "val_loss": round(val_loss, 5)}
         state["last_metrics"] = row
         state["rng"] = rng.bit_generator.state
         with open(csv_path, "a", newline="") as f:
@@ -471,7 +490,7 @@ def training_metadata(cfg: TrainConfig, state: dict, folders, train_names: list[
             "train_maps": list(train_names), "val_maps": list(val_names),
             "config": json.loads(json.dumps(asdict(cfg))), "epochs": state["epoch"], "steps": state["step"],
             "wall_seconds": round(state["wall_seconds"], 1), "best_epoch": state.get("best_epoch"),
-            "best_val_mae": state.get("best_val"), "final_metrics": state.get("last_metrics"),
+            "best_val_loss": state.get("best_val"), "final_metrics": state.get("last_metrics"),
             "target": {"tightTarget": "every modelled atom at its local resolution (B=2 d_local^2) x tight soft "
                                       "mask (radius max(3, 0.35 d_local) A)",
                        "masked": "as tightTarget, from a binary-mask-normalised input",
