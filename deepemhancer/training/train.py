@@ -23,8 +23,8 @@ Recipe (the paper's, scaled to what the machine affords):
   targets erased weak modelled density; the extra term moves that choice towards keeping it, and costs nothing in
   the solvent (target 0), where the output should stay empty. The validation loss (checkpoint choice, learning-rate
   schedule) is the same objective.
-* **Validation.** A fixed set of cubes from the val split (same cubes every epoch): MAE, and Pearson CC with the
-  target of the output and, for reference, of the input. One CSV row per epoch in ``log.csv``.
+* **Validation.** A fixed set of cubes from the val split (same cubes every epoch): MAE, the loss (equal to the MAE
+  without ``keep_weight``), and Pearson CC with the target of the output and, for reference, of the input. One CSV row per epoch in ``log.csv``.
 * **Checkpoints** (``<run>/checkpoint/``): weights, optimizer variables, epoch, learning-rate schedule state and the
   sampler's RNG state, written atomically after every epoch; rerunning the same command resumes there.
 * **Seeds.** ``keras.utils.set_random_seed(seed)`` for the initial weights; cube sampling and augmentation use one
