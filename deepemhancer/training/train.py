@@ -24,7 +24,8 @@ Recipe (the paper's, scaled to what the machine affords):
   the solvent (target 0), where the output should stay empty. The validation loss (checkpoint choice, learning-rate
   schedule) is the same objective.
 * **Validation.** A fixed set of cubes from the val split (same cubes every epoch): MAE, the loss (equal to the MAE
-  without ``keep_weight``), and Pearson CC with the target of the output and, for reference, of the input. One CSV row per epoch in ``log.csv``.
+  without ``keep_weight``), and Pearson CC with the target of the output and, for reference, of the input. One CSV
+  row per epoch in ``log.csv``.
 * **Checkpoints** (``<run>/checkpoint/``): weights, optimizer variables, epoch, learning-rate schedule state and the
   sampler's RNG state, written atomically after every epoch; rerunning the same command resumes there.
 * **Seeds.** ``keras.utils.set_random_seed(seed)`` for the initial weights; cube sampling and augmentation use one
@@ -330,8 +331,8 @@ def build_model(cfg: TrainConfig):
         from keras import distribution
         distribution.set_distribution(distribution.DataParallel(devices=distribution.list_devices()))
     model = build_unet(cfg.unet)
-    loss = "mae" if not cfg.keep_weight else (lambda y, p: keep_loss(y, p, cfg.keep_weight, keras.ops))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.lr), loss=loss)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.lr),
+                  loss=lambda y, p: keep_loss(y, p, cfg.keep_weight, keras.ops))
     return model
 
 
