@@ -368,6 +368,26 @@ def test_widened_network_computes_what_the_narrow_one_did():
         widen_unet(narrow, narrow_cfg, UNetConfig(filters=(8, 12, 16), norm_layer="none"))
 
 
+def test_deepened_network_computes_what_the_shallow_one_did():
+    import keras
+    from deepemhancer.network import UNetConfig, build_unet
+    from deepemhancer.training.widen import deepen_unet
+    keras.utils.set_random_seed(5)
+    shallow_cfg = UNetConfig(filters=(4, 8), convs_per_block=2, norm_layer="none")
+    deep_cfg = UNetConfig(filters=(4, 8), convs_per_block=3, norm_layer="none")
+    shallow = build_unet(shallow_cfg)
+    for layer in shallow.layers:                             # non-trivial PReLU slopes (negative values pass on)
+        layer.set_weights([w + np.random.default_rng(3).normal(0, 0.1, w.shape).astype(np.float32)
+                           for w in layer.get_weights()])
+    deep = deepen_unet(shallow, shallow_cfg, deep_cfg)
+    assert len(deep.layers) > len(shallow.layers) and deep.count_params() > shallow.count_params()
+    x = np.random.default_rng(4).normal(size=(2, 16, 16, 16, 1)).astype(np.float32)
+    ref = np.asarray(shallow.predict_on_batch(x))
+    assert np.abs(np.asarray(deep.predict_on_batch(x)) - ref).max() < 1e-5 * np.abs(ref).max()
+    with pytest.raises(ValueError):
+        deepen_unet(shallow, shallow_cfg, UNetConfig(filters=(4, 12), convs_per_block=3, norm_layer="none"))
+
+
 def test_export_saves_a_running_campaign_checkpoint_as_a_model(prepared, tmp_path):
     from deepemhancer.models import find_model, load_model
     from deepemhancer.training.cli import main

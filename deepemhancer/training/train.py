@@ -339,10 +339,11 @@ def build_model(cfg: TrainConfig):
 def _initialise_from(model, cfg: TrainConfig, train_vols: list[Volume], log) -> None:
     """Copy another model's weights into ``model``; a group-normalised source is folded first when this run has
     no normalisation layers (statistics from 64 training cubes drawn with their own seed), and a narrower source
-    is widened to this run's filters (:mod:`.widen`: the same function, copies perturbed by 1 %)."""
+    is widened to this run's filters and/or deepened to its convolutions per block (:mod:`.widen`: the same
+    function; widened copies perturbed by 1 %)."""
     from ..models import load_model
     from .fold import fold_group_norm
-    from .widen import widen_unet
+    from .widen import deepen_unet, widen_unet
     loaded = load_model(cfg.init_weights)
     source, source_config = loaded.model, UNetConfig.from_dict(loaded.metadata.architecture)
     if source_config.norm_layer == "group" and cfg.norm_layer == "none":
@@ -350,13 +351,19 @@ def _initialise_from(model, cfg: TrainConfig, train_vols: list[Volume], log) -> 
         cubes = np.concatenate([make_batch(train_vols, cfg, rng, train=False)[0] for _ in range(64 // cfg.batch)])
         source = fold_group_norm(source, source_config, cubes)
         log(f"folded the group normalisation of {cfg.init_weights} into its convolutions")
-    if source_config.filters != cfg.unet.filters:
-        try:
-            source = widen_unet(source, replace(source_config, norm_layer=cfg.norm_layer), cfg.unet,
-                                rng=np.random.default_rng(cfg.seed + 15485863))
-        except ValueError as exc:
-            raise InputError(f"--init-weights {cfg.init_weights}: {exc}") from None
-        log(f"widened {cfg.init_weights} from filters {list(source_config.filters)} to {list(cfg.unet.filters)}")
+    source_config = replace(source_config, norm_layer=cfg.norm_layer)
+    try:
+        if source_config.filters != cfg.unet.filters:
+            wide_config = replace(cfg.unet, convs_per_block=source_config.convs_per_block)
+            source = widen_unet(source, source_config, wide_config, rng=np.random.default_rng(cfg.seed + 15485863))
+            log(f"widened {cfg.init_weights} from filters {list(source_config.filters)} to {list(cfg.unet.filters)}")
+            source_config = wide_config
+        if source_config.convs_per_block != cfg.unet.convs_per_block:
+            source = deepen_unet(source, source_config, cfg.unet)
+            log(f"deepened {cfg.init_weights} from {source_config.convs_per_block} to {cfg.unet.convs_per_block} "
+                f"convolutions per block")
+    except ValueError as exc:
+        raise InputError(f"--init-weights {cfg.init_weights}: {exc}") from None
     if [w.shape for w in source.weights] != [w.shape for w in model.weights]:
         raise InputError(f"--init-weights {cfg.init_weights} has another architecture than this run.")
     model.set_weights(source.get_weights())

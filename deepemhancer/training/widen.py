@@ -1,4 +1,4 @@
-"""Start a wider U-Net from a trained narrower one without losing what it learnt (Net2Net widening).
+"""Start a wider or deeper U-Net from a trained smaller one without losing what it learnt (Net2Net).
 
 Every channel of the wide network is a copy of a channel of the narrow one (new channel ``j`` of a layer widened
 from ``W`` to ``W'`` copies old channel ``j mod W``), and every weight that reads a copied channel is divided by the
@@ -8,6 +8,10 @@ which gradient descent could otherwise never break. This lets a larger model (pa
 from the shipped one on a 2-core machine instead of from random weights.
 
 Only the widths may differ: same depth, convolutions per block, kernel size and normalisation (``"none"``).
+
+Deepening (:func:`deepen_unet`, more convolutions per block) appends to every block convolutions that start as the
+identity (centre tap of the kernel the identity matrix, zero bias) followed by a PReLU with slope 1, which is linear:
+the deeper network again computes the same function, and training bends the new layers away from the identity.
 """
 
 from __future__ import annotations
@@ -100,3 +104,27 @@ def _layer_widths(config: UNetConfig) -> dict[str, int]:
             if layer != "map":
                 widths[layer] = width
     return widths
+
+
+def deepen_unet(source, source_config: UNetConfig, config: UNetConfig):
+    """A U-Net built from ``config`` (more convolutions per block than ``source_config``, otherwise the same) that
+    computes exactly what ``source`` computes: the added convolutions of each block start as the identity."""
+    same = ("filters", "kernel_size", "norm_layer", "output_activation")
+    if (config.convs_per_block < source_config.convs_per_block or config.norm_layer != "none"
+            or any(getattr(source_config, k) != getattr(config, k) for k in same)):
+        raise ValueError("deepening needs the same U-Net apart from more convolutions per block (and no "
+                         "normalisation layers)")
+    deep = build_unet(config)
+    for layer in source.layers:
+        if layer.weights:
+            deep.get_layer(layer.name).set_weights(layer.get_weights())
+    blocks = ([(f"down{level}", w) for level, w in enumerate(config.filters)] + [("bottleneck", config.filters[-1])]
+              + [(f"up{level}", w) for level, w in enumerate(config.filters)])
+    k, centre = config.kernel_size, config.kernel_size // 2
+    for name, width in blocks:
+        for i in range(source_config.convs_per_block, config.convs_per_block):
+            kernel = np.zeros((k, k, k, width, width), np.float32)
+            kernel[centre, centre, centre] = np.eye(width, dtype=np.float32)
+            deep.get_layer(f"{name}_{i}_conv").set_weights([kernel, np.zeros(width, np.float32)])
+            deep.get_layer(f"{name}_{i}_prelu").set_weights([np.ones((1, 1, 1, width), np.float32)])
+    return deep
