@@ -56,12 +56,27 @@ def test_a_removed_model_file_is_a_problem_with_its_fix(model_copy, capsys):
 
 
 def test_wrong_weights_fail_the_end_to_end_comparison(model_copy, capsys):
-    # the tightTarget metadata (and its stored reference) with another model's weights
-    shutil.copy(model_copy / "deepemhancer_wideTarget.weights.h5", model_copy / "deepemhancer_tightTarget.weights.h5")
+    # the tightTarget metadata (and its stored reference) with weights of the same architecture that compute
+    # something else: every weight scaled by 0.9, as a stale or half-written retrained file would
+    import h5py
+    with h5py.File(model_copy / "deepemhancer_tightTarget.weights.h5", "r+") as f:
+        datasets = []
+        f.visititems(lambda _, item: datasets.append(item) if isinstance(item, h5py.Dataset) else None)
+        for dataset in datasets:
+            dataset[...] = 0.9 * dataset[()]
     assert main(["--selfcheck", "-g", "-1", "--deepLearningModelPath",
                  str(model_copy / "deepemhancer_tightTarget.json")]) == 2
     end = [line for line in _lines(capsys) if "end-to-end" in line][0]
     assert "PROBLEM" in end and "differs from the reference" in end and "-> fix:" in end
+
+
+def test_weights_of_another_architecture_are_a_problem(model_copy, capsys):
+    # the masked model is a narrower network (8/16/32 filters): its weights cannot fill the tightTarget network
+    shutil.copy(model_copy / "deepemhancer_masked.weights.h5", model_copy / "deepemhancer_tightTarget.weights.h5")
+    assert main(["--selfcheck", "-g", "-1", "--deepLearningModelPath",
+                 str(model_copy / "deepemhancer_tightTarget.json")]) == 2
+    end = [line for line in _lines(capsys) if "end-to-end" in line][0]
+    assert "PROBLEM" in end and "fit the architecture in the model's metadata" in end and "down0_0_conv" in end
 
 
 def test_a_missing_backend_is_a_problem_with_its_fix(monkeypatch, capsys):

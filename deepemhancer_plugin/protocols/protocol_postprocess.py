@@ -57,10 +57,10 @@ MODEL_HELP = ("tightTarget (default): removes solvent, detergent and unmodelled 
               "molecule, keeping every modelled region at its local resolution. wideTarget: also keeps, at low "
               "resolution, density the atomic model does not explain (micelles, lipids, glycans): on simulated maps "
               "with such density it keeps a median 92.3 %% of the input's significant 6 A density, tightTarget "
-              "87.5 %%; on three depositor-masked real maps made into noisy half maps it keeps 93.8-98.2 %% of the "
-              "model's atoms inside its contour (tightTarget 92.1-96.4 %%). highRes: sharpens more, for maps better "
+              "88.0 %%; on three depositor-masked real maps made into noisy half maps it keeps 93.8-98.2 %% of the "
+              "model's atoms inside its contour (tightTarget 91.8-97.1 %%). highRes: sharpens more, for maps better "
               "than about 4 A: on two such real maps its FSC0.5 against the model is 3.37 / 2.53 A (EMD-3488, "
-              "3.4 A; EMD-20026, 2.8 A), tightTarget's 3.46 / 2.90 A, LocScale 2's 3.39 / 2.62 A. Where density "
+              "3.4 A; EMD-20026, 2.8 A), tightTarget's 3.42 / 2.76 A, LocScale 2's 3.39 / 2.62 A. Where density "
               "must be kept whatever the model does (ligands, lipids), use a protect mask or model (next tab). "
               "Custom: a model file you give (flag --deepLearningModelPath); otherwise flag -p. The model card (%s) "
               "has the per-map tables.")
