@@ -21,15 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from deepemhancer import runtime_openvino  # noqa: E402
 from deepemhancer.models import find_model, read_metadata  # noqa: E402
-
-
-def _parameter_count(weights: str) -> int:
-    """Numbers stored in a Keras weights file (every dataset of the HDF5 file)."""
-    import h5py
-    sizes = []
-    with h5py.File(weights, "r") as f:
-        f.visititems(lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None)
-    return sum(sizes)
+from deepemhancer.models.weights import read_keras_weights  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -43,6 +35,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     paths = [find_model(args.kind, path) for path in (args.model or [None])]
     models = [(os.path.relpath(path), *read_metadata(path)) for path in paths]
+    parameters = {weights: sum(array.size for arrays in read_keras_weights(weights).values() for array in arrays)
+                  for _, _, weights in models}
     print("| model | parameters | threads | cube | first s | best s | Mvoxel/s | new voxels per cube at stride "
           "cube-16 | x first model |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -50,7 +44,6 @@ def main(argv=None) -> int:
         first_model_best = {}
         for name, meta, weights in models:
             network = runtime_openvino.load_network(weights, meta.architecture, threads=threads)
-            parameters = f"{_parameter_count(weights):,}"
             for cube in args.cubes:
                 x = np.random.default_rng(0).normal(0, 0.1, (1, cube, cube, cube, 1)).astype(np.float32)
                 times = []
@@ -60,7 +53,7 @@ def main(argv=None) -> int:
                     times.append(time.perf_counter() - start)
                 best = min(times[1:])
                 first_model_best.setdefault(cube, best)
-                print(f"| {name} | {parameters} | {threads} | {cube} | {times[0]:.2f} | {best:.2f} | "
+                print(f"| {name} | {parameters[weights]:,} | {threads} | {cube} | {times[0]:.2f} | {best:.2f} | "
                       f"{cube ** 3 / best / 1e6:.2f} | {((cube - 16) / cube) ** 3:.2f} | "
                       f"{best / first_model_best[cube]:.2f} |", flush=True)
     return 0
