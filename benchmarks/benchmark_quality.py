@@ -46,7 +46,9 @@ sys.path.insert(0, ROOT)
 from deepemhancer.evaluation.compare import evaluate  # noqa: E402
 from deepemhancer.evaluation.fsc import halfmap_fsc, resolution_at  # noqa: E402
 from deepemhancer.evaluation.sharpen import apply_bfactor  # noqa: E402
+from deepemhancer.errors import InputError  # noqa: E402
 from deepemhancer.io import MapGrid, read_map, write_map  # noqa: E402
+from deepemhancer.models import find_model, read_metadata  # noqa: E402
 
 METHODS = ("input", "auto-B", "RELION", "LocScale", "ours")
 ORACLE = "signal"   # real pseudo-half cases: the deposited map the halves were made from (a ceiling, not a method)
@@ -208,6 +210,20 @@ def run_ours(case: Case, model: str, workdir: str, extra: list[str]) -> tuple[np
     return data, f"{time.time() - t0:.0f} s"
 
 
+def model_voxel_size(model: str | None, extra: list[str]) -> float | None:
+    """Voxel size (A) of the grid the network works on, from our model's metadata (None for official checkpoints):
+    the output is resampled from it, so it holds nothing finer than two of these voxels."""
+    if not model:
+        return None
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("-p", "--processingType", default="tightTarget")
+    try:
+        path = find_model(flags.parse_known_args(extra)[0].processingType, model)
+        return float(read_metadata(path)[0].voxel_size) if path.endswith(".json") else None
+    except InputError:
+        return None
+
+
 def fmt(v: float | None, key: str) -> str:
     if v is None or not np.isfinite(v):
         return "n/a"
@@ -341,9 +357,12 @@ def _main(argv, workdir: str) -> int:
           "(real) or the simulated envelope (synthetic). RELION: half-map cases only. 'signal' (real pseudo-half "
           "cases): the deposited map the halves were made from, the best a method can reach without inventing density.")
     if args.json:
+        network_voxel = model_voxel_size(args.model, args.ours_args.split())
         with open(args.json, "w") as fh:
             json.dump([{"case": c.name, "kind": c.kind, "rows": rows, "notes": notes,
-                        "resolution": ev.resolution, "details": ev.details} for c, rows, notes, ev in results],
+                        "resolution": ev.resolution, "nyquist": 2.0 * max(c.grid.voxel_size),
+                        "network_nyquist": network_voxel and 2.0 * network_voxel,
+                        "details": ev.details} for c, rows, notes, ev in results],
                       fh, indent=1, default=float)
     return 0
 
