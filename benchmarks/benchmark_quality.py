@@ -18,13 +18,15 @@ Columns: input (the map or the half-map average), auto-B (global Guinier sharpen
 sharpen`), RELION (``relion_mask_create`` + ``relion_postprocess --auto_bfac``, half-map cases only, when installed),
 LocScale (``--locscale``: LocScale 2 model-free, half-map cases, when the ``locscale`` command is installed by
 ``benchmarks/install_locscale.sh``; skipped with a notice otherwise), ours (the real ``python -m deepemhancer``
-command with ``--model``).
+command with ``--model``; with ``--ours-mask relion`` also ``-m`` RELION's automatic mask, which selects the masked
+model, as a user with a mask would run it).
 Retention, outside and atoms inside: :mod:`deepemhancer.evaluation.retention`.
 Metrics: FSC 0.5 / 0.143 resolution against the reference over the whole box and inside the envelope, real-space CC
 (whole box, envelope). Prints one markdown table per case set plus medians.
 
   python benchmarks/benchmark_quality.py [--model DIR_OR_FILE] [--pairs work-data/pairs-v2] [--sim2 10]
       [--real-data DIR] [--locscale [--locscale-cache work-data/locscale] [--locscale-max-box 128]]
+      [--ours-mask relion]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ sys.path.insert(0, ROOT)
 
 from deepemhancer.evaluation.compare import evaluate  # noqa: E402
 from deepemhancer.evaluation.fsc import halfmap_fsc, resolution_at  # noqa: E402
+from deepemhancer.evaluation.relion import relion_postprocess  # noqa: E402
 from deepemhancer.evaluation.sharpen import apply_bfactor  # noqa: E402
 from deepemhancer.errors import InputError  # noqa: E402
 from deepemhancer.io import MapGrid, read_map, write_map  # noqa: E402
@@ -210,15 +213,24 @@ def run_ours(case: Case, model: str, workdir: str, extra: list[str]) -> tuple[np
     return data, f"{time.time() - t0:.0f} s"
 
 
-def model_voxel_size(model: str | None, extra: list[str]) -> float | None:
+def relion_mask_file(case: Case, workdir: str) -> str:
+    """The mask a user would give with ``-m``: RELION's automatic mask of the half-map average (the one the RELION
+    column uses), written beside the case's other files."""
+    path = os.path.join(workdir, case.stem + "_relion_mask.mrc")
+    write_map(path, relion_postprocess(case.half1, case.half2, case.grid).mask, case.grid, overwrite=True)
+    return path
+
+
+def model_voxel_size(model: str | None, extra: list[str], masked: bool = False) -> float | None:
     """Voxel size (A) of the grid the network works on, from our model's metadata (None for official checkpoints):
-    the output is resampled from it, so it holds nothing finer than two of these voxels."""
+    the output is resampled from it, so it holds nothing finer than two of these voxels. ``masked``: the command
+    gets ``-m``, which selects the masked model whatever ``-p`` says."""
     if not model:
         return None
     flags = argparse.ArgumentParser(add_help=False)
     flags.add_argument("-p", "--processingType", default="tightTarget")
     try:
-        path = find_model(flags.parse_known_args(extra)[0].processingType, model)
+        path = find_model("masked" if masked else flags.parse_known_args(extra)[0].processingType, model)
         return float(read_metadata(path)[0].voxel_size) if path.endswith(".json") else None
     except InputError:
         return None
@@ -255,6 +267,9 @@ def _main(argv, workdir: str) -> int:
     p.add_argument("--max-synthetic", type=int, default=10, help="at most this many synthetic cases")
     p.add_argument("--real-data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "real"),
                    help="folder with emd_3488/ and emd_20026_crop/ (default %(default)s)")
+    p.add_argument("--ours-mask", choices=("relion",),
+                   help="give ours a mask with -m (which selects the masked model), as a user with a mask would: "
+                        "'relion' = RELION's automatic mask of the half-map average (half-map cases only)")
     p.add_argument("--no-real", action="store_true")
     p.add_argument("--sim2", type=int, default=0, metavar="N",
                    help="also N pairs from the second, independent simulator on the test split of --models-dir")
@@ -295,8 +310,13 @@ def _main(argv, workdir: str) -> int:
     for case in cases:
         t0 = time.time()
         ours, ours_msg = (None, "no model")
-        if args.model:
-            ours, ours_msg = run_ours(case, args.model, workdir, args.ours_args.split())
+        if args.model and args.ours_mask and case.half1 is None:
+            ours_msg = f"--ours-mask {args.ours_mask} needs half maps"
+        elif args.model:
+            extra = args.ours_args.split()
+            if args.ours_mask:
+                extra += ["-m", relion_mask_file(case, workdir)]
+            ours, ours_msg = run_ours(case, args.model, workdir, extra)
         notes, extra_maps = [], {}
         if args.locscale and case.half1 is not None:
             locscale, locscale_msg = run_locscale(case, workdir, args.locscale_cache, args.locscale_max_box)
@@ -357,7 +377,7 @@ def _main(argv, workdir: str) -> int:
           "(real) or the simulated envelope (synthetic). RELION: half-map cases only. 'signal' (real pseudo-half "
           "cases): the deposited map the halves were made from, the best a method can reach without inventing density.")
     if args.json:
-        network_voxel = model_voxel_size(args.model, args.ours_args.split())
+        network_voxel = model_voxel_size(args.model, args.ours_args.split(), masked=bool(args.ours_mask))
         with open(args.json, "w") as fh:
             json.dump([{"case": c.name, "kind": c.kind, "rows": rows, "notes": notes,
                         "resolution": ev.resolution, "nyquist": 2.0 * max(c.grid.voxel_size),
