@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from deepemhancer.errors import InputError
 from deepemhancer.resample import shape_for_voxel_size
 from deepemhancer.training import simulate as sm
 
@@ -226,6 +227,20 @@ def test_kinds_select_targets_normalisation_and_resolution(prepared):
         assert all(v.resolution < 4.0 for v in load_split([str(prepared)], "train", cfg, quiet))
 
 
+
+
+def test_masked_kind_grows_the_input_mask_per_map_reproducibly(prepared):
+    from deepemhancer.training.train import TrainConfig, load_split
+    quiet = lambda *a: None  # noqa: E731
+    plain = load_split([str(prepared)], "train", TrainConfig(kind="masked", cube=16), quiet)
+    grown = load_split([str(prepared)], "train", TrainConfig(kind="masked", cube=16, mask_dilation=(4, 6)), quiet)
+    again = load_split([str(prepared)], "train", TrainConfig(kind="masked", cube=16, mask_dilation=(4, 6)), quiet)
+    for p, g, a in zip(plain, grown, again):
+        assert (g.x != 0).sum() > 1.2 * (p.x != 0).sum()    # a wider mask: more of the box is normalised input
+        assert np.array_equal(g.x, a.x)                      # the same draw on every load (resume)
+    assert np.array_equal(plain[0].y, grown[0].y)            # the target does not depend on the user's mask
+    with pytest.raises(InputError):
+        TrainConfig(kind="masked", mask_dilation=(3, 1))
 # ------------------------------------------------------------------ domain randomisation and targets (issue 15)
 def _atom_voxels_1a(pair, atoms):
     """Voxel indices (z, y, x) of the polymer atoms on the 1 A grid of ``pair`` (positions redone as simulate_pair

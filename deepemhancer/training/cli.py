@@ -81,6 +81,9 @@ def _add_fit(sub):
                         "noise teaches the network to erase weak real density)")
     p.add_argument("--noise-blur", nargs=2, type=float, default=(0.5, 1.0), metavar=("MIN", "MAX"),
                    help="Gaussian blur of that noise in voxels (default 0.5 1.0: unfiltered half-map solvent)")
+    p.add_argument("--mask-dilation", nargs=2, type=int, default=(0, 0), metavar=("MIN", "MAX"),
+                   help="masked kind: grow the binary mask the input is normalised in by MIN-MAX voxels, one draw "
+                        "per map (default 0 0: the model's wide envelope; users' masks are wider)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-parallel", action="store_true",
                    help="replicate over all accelerators with keras.distribution.DataParallel (JAX backend)")
@@ -152,7 +155,8 @@ def main(argv=None) -> int:
                 keep_weight=args.keep_weight, seed=args.seed,
                 signal_fraction=args.signal_fraction, noise_cubes=args.noise_cubes,
                 noise_augment=args.noise_augment, noise_sd=tuple(args.noise_sd),
-                noise_blur=tuple(args.noise_blur), data_parallel=args.data_parallel,
+                noise_blur=tuple(args.noise_blur), mask_dilation=tuple(args.mask_dilation),
+                data_parallel=args.data_parallel,
                 init_weights=args.init_weights, **_tiling("inference", args.inference_tiling),
                 **_tiling("fast", args.fast_tiling))
             train.fit(args.pairs, args.output, cfg, install_dir=args.install, verbose=not args.quiet)

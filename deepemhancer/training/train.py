@@ -15,6 +15,9 @@ Recipe (the paper's, scaled to what the machine affords):
   skips solvent) and the original tiling (which does not) then disagree on. ``noise_augment`` adds the same kind
   of noise to that fraction of the other cubes' inputs (target unchanged), so that noise level alone does not
   tell the network to output 0.
+* **Masked kind.** The input is normalised inside a binary mask, as the command does with ``-m``: the model's wide
+  envelope, grown by ``mask_dilation`` voxels (one draw per map from its own seeded generator), because the masks
+  users give (RELION's automatic mask: low-pass, threshold, extension, soft edge) are wider and vary.
 * **Optimisation.** Mean absolute error; Adam at ``lr`` (1e-3), halved when the validation loss has not improved for
   5 epochs (ReduceLROnPlateau semantics, kept in the checkpoint so a resumed run continues exactly). With
   ``keep_weight`` W > 0 the loss adds W times the mean shortfall ``max(target - output, 0)`` where the target has
@@ -43,6 +46,7 @@ import csv
 import json
 import os
 import time
+import zlib
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -92,6 +96,8 @@ class TrainConfig:
     noise_augment: float = 0.0             # fraction of other cubes given the same noise on the input
     noise_sd: tuple = (0.02, 0.2)           # SD range of that noise (network input units: after the gain)
     noise_blur: tuple = (0.5, 1.0)          # Gaussian blur (voxels) of that noise: unfiltered half-map solvent
+    mask_dilation: tuple = (0, 0)           # masked: the binary input mask grown by this many voxels (one draw
+                                            # per map), because users' masks are wider than the model's envelope
     data_parallel: bool = False
     init_weights: str | None = None         # start a new run from another model's weights (fine-tuning)
 
@@ -101,6 +107,9 @@ class TrainConfig:
         self.filters = tuple(int(f) for f in self.filters)
         self.noise_sd = tuple(float(v) for v in self.noise_sd)
         self.noise_blur = tuple(float(v) for v in self.noise_blur)
+        self.mask_dilation = tuple(int(v) for v in self.mask_dilation)
+        if not 0 <= self.mask_dilation[0] <= self.mask_dilation[1]:
+            raise InputError(f"mask dilation {self.mask_dilation}: give MIN MAX voxels with 0 <= MIN <= MAX")
         if self.signal_fraction is None:
             self.signal_fraction = 0.9 if self.kind == "highRes" else 0.75
         if self.max_resolution is None and self.kind == "highRes":
@@ -136,7 +145,10 @@ def _pad_to(a: np.ndarray, cube: int, mode: str) -> np.ndarray:
     return np.pad(a, pads, mode=mode) if any(p for _, p in pads) else a
 
 
-def load_volume(folder: str, entry: dict, kind: str, cube: int, input_gain: str | None = None) -> Volume:
+def load_volume(folder: str, entry: dict, kind: str, cube: int, input_gain: str | None = None,
+                mask_dilation: int = 0) -> Volume:
+    """One prepared pair as the network sees it; ``mask_dilation``: masked kind only, voxels added around the
+    binary mask (the model envelope) the input is normalised in."""
     with np.load(os.path.join(folder, entry["file"])) as z:
         x = z["input"].astype(np.float32)
         # pairs prepared before the sharper highRes target existed fall back to the tight one
@@ -145,7 +157,10 @@ def load_volume(folder: str, entry: dict, kind: str, cube: int, input_gain: str 
         if kind == "masked":
             # the masked model sees the raw map normalised inside a binary mask (what a user gives with -m)
             raw = x * np.float32(10 * z["noise_std"]) + np.float32(z["noise_mean"])
-            binary = (z["mask_wide"] > 0.5).astype(np.float32)
+            binary = z["mask_wide"] > 0.5
+            if mask_dilation:
+                binary = ndimage.binary_dilation(binary, iterations=mask_dilation)
+            binary = binary.astype(np.float32)
             x = norm.normalize_with_mask(raw, binary)
     if input_gain:
         x = x / np.float32(norm.signal_gain(x, signal_envelope(x)))
@@ -159,6 +174,8 @@ def load_volume(folder: str, entry: dict, kind: str, cube: int, input_gain: str 
 
 def load_split(folders: list[str], split: str, cfg: TrainConfig, log=print) -> list[Volume]:
     vols = []
+    # one mask dilation per map, the same on every resume: its own generator, seeded by the run and the split
+    dilations = np.random.default_rng([cfg.seed, 2718, zlib.crc32(split.encode())])
     for folder in folders:
         index = prep.load_index(folder)
         for e in index["pairs"]:
@@ -166,7 +183,9 @@ def load_split(folders: list[str], split: str, cfg: TrainConfig, log=print) -> l
                 continue
             if cfg.max_resolution and e.get("fsc_resolution") and e["fsc_resolution"] > cfg.max_resolution:
                 continue
-            vols.append(load_volume(folder, e, cfg.kind, cfg.cube, cfg.input_gain))
+            lo, hi = cfg.mask_dilation
+            vols.append(load_volume(folder, e, cfg.kind, cfg.cube, cfg.input_gain,
+                                    int(dilations.integers(lo, hi + 1)) if hi else 0))
     if not vols:
         raise InputError(f"no {split} pairs in {', '.join(folders)} for kind {cfg.kind}; run prepare first.")
     log(f"{split}: {len(vols)} maps, {sum(v.x.size for v in vols) / 1e6:.1f} M voxels at 1 A")
