@@ -227,8 +227,6 @@ def test_kinds_select_targets_normalisation_and_resolution(prepared):
         assert all(v.resolution < 4.0 for v in load_split([str(prepared)], "train", cfg, quiet))
 
 
-
-
 def test_masked_kind_grows_the_input_mask_per_map_reproducibly(prepared):
     from deepemhancer.training.train import TrainConfig, load_split
     quiet = lambda *a: None  # noqa: E731
