@@ -47,7 +47,7 @@ sys.path.insert(0, ROOT)
 
 from deepemhancer.evaluation.compare import evaluate  # noqa: E402
 from deepemhancer.evaluation.fsc import halfmap_fsc, resolution_at  # noqa: E402
-from deepemhancer.evaluation.relion import relion_postprocess  # noqa: E402
+from deepemhancer.evaluation.relion import RelionResult, relion_postprocess  # noqa: E402
 from deepemhancer.evaluation.sharpen import apply_bfactor  # noqa: E402
 from deepemhancer.errors import InputError  # noqa: E402
 from deepemhancer.io import MapGrid, read_map, write_map  # noqa: E402
@@ -213,11 +213,11 @@ def run_ours(case: Case, model: str, workdir: str, extra: list[str]) -> tuple[np
     return data, f"{time.time() - t0:.0f} s"
 
 
-def relion_mask_file(case: Case, workdir: str) -> str:
-    """The mask a user would give with ``-m``: RELION's automatic mask of the half-map average (the one the RELION
-    column uses), written beside the case's other files."""
+def relion_mask_file(case: Case, relion: RelionResult, workdir: str) -> str:
+    """The mask a user would give with ``-m``: RELION's automatic mask of the half-map average (from the same RELION
+    run as the RELION column), written beside the case's other files."""
     path = os.path.join(workdir, case.stem + "_relion_mask.mrc")
-    write_map(path, relion_postprocess(case.half1, case.half2, case.grid).mask, case.grid, overwrite=True)
+    write_map(path, relion.mask, case.grid, overwrite=True)
     return path
 
 
@@ -310,12 +310,14 @@ def _main(argv, workdir: str) -> int:
     for case in cases:
         t0 = time.time()
         ours, ours_msg = (None, "no model")
+        relion_run = None   # --ours-mask: one RELION run gives the mask and the RELION column
         if args.model and args.ours_mask and case.half1 is None:
             ours_msg = f"--ours-mask {args.ours_mask} needs half maps"
         elif args.model:
             extra = args.ours_args.split()
             if args.ours_mask:
-                extra += ["-m", relion_mask_file(case, workdir)]
+                relion_run = relion_postprocess(case.half1, case.half2, case.grid)
+                extra += ["-m", relion_mask_file(case, relion_run, workdir)]
             ours, ours_msg = run_ours(case, args.model, workdir, extra)
         notes, extra_maps = [], {}
         if args.locscale and case.half1 is not None:
@@ -329,7 +331,7 @@ def _main(argv, workdir: str) -> int:
         ev = evaluate(case.grid, processed=ours, processed_label="ours", input_map=case.input_map,
                       half1=case.half1, half2=case.half2, model=case.model, reference_map=case.reference,
                       mask=case.mask, resolution=case.resolution, relion=not args.no_relion,
-                      extra_maps=extra_maps, log=lambda s: None)
+                      relion_result=relion_run, extra_maps=extra_maps, log=lambda s: None)
         notes = [n for n in ev.notes if "RELION" in n and "half maps" not in n] + notes
         rows = {s.name: s.row() for s in ev.scores}
         if args.model and ours is None:

@@ -25,7 +25,7 @@ from ..io import MapGrid
 from . import fsc as F
 from . import retention as R
 from .modelmap import model_map
-from .relion import relion_postprocess, relion_programs
+from .relion import RelionResult, relion_postprocess, relion_programs
 from .sharpen import auto_sharpen
 
 __all__ = ["Reference", "MapScore", "Evaluation", "make_reference", "score_map", "evaluate", "format_table"]
@@ -117,7 +117,7 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
              input_map: np.ndarray | None = None, half1: np.ndarray | None = None, half2: np.ndarray | None = None,
              model=None, reference_map: np.ndarray | None = None, mask: np.ndarray | None = None,
              resolution: float | None = None, autob: bool = True, relion: bool = True,
-             extra_maps: dict[str, np.ndarray] | None = None, log=print) -> Evaluation:
+             relion_result: RelionResult | None = None, extra_maps: dict[str, np.ndarray] | None = None, log=print) -> Evaluation:
     """Compute every map and score of a report.
 
     Args:
@@ -129,6 +129,8 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
         mask: optional user mask on ``grid`` (soft, [0, 1]).
         resolution: resolution of the data in Angstrom; default the half-map FSC 0.143 resolution.
         autob, relion: compute these baselines when possible.
+        relion_result: RELION's run on these half maps when the caller already has it (e.g. for its mask); the
+            RELION column uses it instead of running RELION again.
         extra_maps: other maps to score beside them (e.g. a LocScale map), by name.
         log: where notices go (print by default).
     """
@@ -167,14 +169,14 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
     if relion:
         if half1 is None:
             ev.notes.append("RELION column unavailable: relion_postprocess needs two half maps.")
-        elif relion_programs() is None:
+        elif relion_result is None and relion_programs() is None:
             ev.notes.append("RELION column unavailable: relion_mask_create / relion_postprocess not found on PATH "
                             "(install RELION 3.1, e.g. `apt-get install relion`).")
         elif not grid.is_isotropic:
             ev.notes.append("RELION column unavailable: RELION needs isotropic voxels.")
         else:
             try:
-                rr = relion_postprocess(half1, half2, grid)
+                rr = relion_result if relion_result is not None else relion_postprocess(half1, half2, grid)
                 ev.maps["RELION"] = rr.masked
                 ev.details["RELION"] = {"B": rr.bfactor, "resolution": rr.resolution, "threshold": rr.threshold,
                                         "commands": list(rr.commands)}

@@ -176,6 +176,7 @@ def load_split(folders: list[str], split: str, cfg: TrainConfig, log=print) -> l
     vols = []
     # one mask dilation per map, the same on every resume: its own generator, seeded by the run and the split
     dilations = np.random.default_rng([cfg.seed, 2718, zlib.crc32(split.encode())])
+    lo, hi = cfg.mask_dilation
     for folder in folders:
         index = prep.load_index(folder)
         for e in index["pairs"]:
@@ -183,7 +184,6 @@ def load_split(folders: list[str], split: str, cfg: TrainConfig, log=print) -> l
                 continue
             if cfg.max_resolution and e.get("fsc_resolution") and e["fsc_resolution"] > cfg.max_resolution:
                 continue
-            lo, hi = cfg.mask_dilation
             vols.append(load_volume(folder, e, cfg.kind, cfg.cube, cfg.input_gain,
                                     int(dilations.integers(lo, hi + 1)) if hi else 0))
     if not vols:
