@@ -257,9 +257,15 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     stats = None
     if mask is not None:
         normalised = [normalize_with_mask(v, mask) for v in volumes]
+        # the protect mask blends input density back in: that input needs its solvent at 0 everywhere, which the
+        # mask normalisation does not give (centred on the median inside the mask, zero outside it), so a lipid
+        # beside or outside the user's mask would come back erased or negative
+        protect_sources = ([normalize(v, _noise_stats(volumes, options, float(voxel_xyz.mean()))) for v in volumes]
+                           if protect is not None else normalised)
     else:
         stats = _noise_stats(volumes, options, float(voxel_xyz.mean()))
         normalised = [normalize(v, stats) for v in volumes]
+        protect_sources = normalised
 
     plan = meta.tiling_plan(options.tiling).fitted(work_shape)
     work_mask = resample_to_shape(mask.astype(np.float32), work_shape) > 0.5 if mask is not None else None
@@ -318,14 +324,14 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
                            cubes_evaluated=evaluated[0], cubes_total=total * len(normalised), seconds=0.0,
                            notes=notes)
     if options.preserve_halves:
-        result.half1 = back(predictions[0], normalised[0])
-        result.half2 = back(predictions[1], normalised[1])
+        result.half1 = back(predictions[0], protect_sources[0])
+        result.half2 = back(predictions[1], protect_sources[1])
         result.data = 0.5 * (result.half1 + result.half2)
         confidence = confidence_map(predictions[0], predictions[1], voxel_size=meta.voxel_size,
                                     calibration=calibration_of(meta.confidence_calibration))
         result.confidence = np.clip(resample_to_shape(confidence, data.shape), 0.0, 1.0)
     else:
-        result.data = back(predictions[0], normalised[0])
+        result.data = back(predictions[0], protect_sources[0])
     if options.local_resolution:
         result.local_resolution = local_resolution(halves[0], halves[1], voxel_size=float(voxel_xyz.mean()))
     result.seconds = time.perf_counter() - start

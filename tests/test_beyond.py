@@ -109,6 +109,37 @@ def test_protect_mask_restores_suppressed_density_at_the_output_scale():
         apply_protect_mask(output, original, protect[:-1])
 
 
+def test_protect_mask_keeps_a_lipid_outside_the_users_mask_with_the_masked_model():
+    """With -m the input is normalised inside the mask only (centred on its median, zero outside), but what the
+    protect mask brings back must still be the input's density: a lipid-like blob just outside the user's mask comes
+    back at its input contrast (before the fix: -0.08 of it, erased and negative), and is gone without."""
+    from deepemhancer.api import EnhanceOptions, enhance
+    from deepemhancer.models import PACKAGE_MODELS_DIR, load_model
+
+    data, grid = read_map(data_path("emd_3488.mrc"))
+    voxel = grid.voxel_size[0]
+    molecule = ndimage.gaussian_filter(data, 1.0) > np.percentile(data, 90)
+    mask = ndimage.binary_dilation(molecule, iterations=3)
+    idx = np.indices(data.shape)
+    beside = np.argwhere((ndimage.distance_transform_edt(~mask) * voxel > 4)
+                         & (np.min([np.minimum(i, n - 1 - i) for i, n in zip(idx, data.shape)], axis=0) > 10))
+    centre = beside[np.argmin(np.linalg.norm(beside - np.array(ndimage.center_of_mass(molecule)), axis=1))]
+    distance = np.sqrt(sum(((i - c) * voxel) ** 2 for i, c in zip(idx, centre)))
+    lipid = (0.6 * data[molecule].mean() * np.exp(-distance ** 2 / 18)).astype(np.float32)   # 3 A Gaussian
+    core = distance < 3
+    assert not mask[core].any()
+    noisy = data + lipid + 0.05 * np.random.default_rng(4).standard_normal(data.shape).astype(np.float32)
+    contrast_in = noisy[core].mean() / np.percentile(noisy[molecule], 90)
+    model = load_model(os.path.join(PACKAGE_MODELS_DIR, "deepemhancer_masked.json"))
+    kept = {}
+    for name, protect in (("default", None), ("protected", np.clip((8 - distance) / 2, 0, 1).astype(np.float32))):
+        out = enhance(noisy, grid.voxel_size, mask=mask, protect=protect, model=model,
+                      options=EnhanceOptions(progress=False)).data
+        kept[name] = out[core].mean() / np.percentile(out[molecule], 90) / contrast_in
+    assert abs(kept["default"]) < 0.05                 # outside the user's mask the masked model keeps nothing
+    assert 0.6 < kept["protected"] < 1.6, kept
+
+
 def test_zone_mask_around_atoms():
     grid = MapGrid((40, 40, 40), (1.0, 1.0, 1.0), origin=(100.0, 50.0, 0.0))
     mask = zone_mask(grid.shape, grid.voxel_size, grid.origin, np.array([[110.0, 60.0, 20.0]]), radius=3.0)
