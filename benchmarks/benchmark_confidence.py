@@ -17,6 +17,9 @@ as strong as the protein's 90th percentile).
     python benchmarks/benchmark_confidence.py --pairs work-data/pairs [--model DIR] [--limit 10]
     python benchmarks/benchmark_confidence.py --split val --limit 10 --fit-calibration [--store]
         # fit the model's calibration; --store writes it into the model's metadata (confidence_calibration)
+
+A masked model (normalisation "mask", what ``-m`` runs) is given, as its mask, the pair's model envelope grown by
+``--mask-margin`` A: users' masks (RELION's automatic one, a threshold of the map) are wider than the envelope.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def main(argv=None) -> int:
                              "maps (run on --split val) and print it")
     parser.add_argument("--store", action="store_true",
                         help="with --fit-calibration: write the fitted calibration into the model's metadata file")
+    parser.add_argument("--mask-margin", type=float, default=5.0,
+                        help="for a masked model: the mask given with -m is the model envelope grown by this many A")
     args = parser.parse_args(argv)
     devices.configure("-1")
     from deepemhancer.api import EnhanceOptions, enhance
@@ -64,6 +69,7 @@ def main(argv=None) -> int:
     from deepemhancer.protect import intensity_scale
 
     model = load_model(find_model("tightTarget", args.model))
+    masked = model.metadata.normalization == "mask"
     index = json.load(open(os.path.join(args.pairs, "index.json")))
     pairs = [p for p in index["pairs"] if p["split"] == args.split and "mrc" in p][: args.limit]
     rows, calibration = [], []
@@ -74,7 +80,9 @@ def main(argv=None) -> int:
         target, _ = read_map(paths["target_tight"])
         envelope = read_map(paths["envelope"])[0] > 0.5
         voxel = grid.voxel_size[0]
-        result = enhance(h1, grid.voxel_size, half2=h2, model=model,
+        mask = (ndimage.binary_dilation(envelope, iterations=max(1, int(round(args.mask_margin / voxel))))
+                if masked else None)
+        result = enhance(h1, grid.voxel_size, half2=h2, mask=mask, model=model,
                          options=EnhanceOptions(preserve_halves=True, progress=False))
         a, b = intensity_scale(result.data, target, envelope)
         error = np.abs(a * result.data + b - target)
@@ -112,7 +120,7 @@ def main(argv=None) -> int:
             with_blob = average + blob
             contrast_in = with_blob[core].mean() / np.percentile(with_blob[envelope], 90)
             for protect in (None, zone):
-                out = enhance(h1 + blob, grid.voxel_size, half2=h2 + blob, model=model, protect=protect,
+                out = enhance(h1 + blob, grid.voxel_size, half2=h2 + blob, mask=mask, model=model, protect=protect,
                               options=EnhanceOptions(progress=False)).data
                 # the blob's contrast against the molecule, relative to the input's: 1 = kept as it was, 0 = removed
                 ratios.append(float(out[core].mean() / np.percentile(out[envelope], 90) / contrast_in))
