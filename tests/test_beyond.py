@@ -112,11 +112,12 @@ def test_protect_mask_restores_suppressed_density_at_the_output_scale():
 def test_protect_mask_keeps_a_lipid_outside_the_users_mask_with_the_masked_model():
     """With -m the input is normalised inside the mask only (centred on its median, zero outside), but what the
     protect mask brings back must still be the input's density: a lipid-like blob just outside the user's mask comes
-    back at its input contrast (before the fix: -0.08 of it, erased and negative), and is gone without."""
+    back at its input contrast (before the fix: -0.08 of it, erased and negative), and is gone without; also when
+    the solvent is not at 0 and when the map is depositor-masked (no solvent noise to measure)."""
     from deepemhancer.api import EnhanceOptions, enhance
     from deepemhancer.models import PACKAGE_MODELS_DIR, load_model
 
-    data, grid = read_map(data_path("emd_3488.mrc"))
+    data, grid = read_map(data_path("emd_3488.mrc"))   # deposited, masked: 71 % of the box is exactly 0
     voxel = grid.voxel_size[0]
     molecule = ndimage.gaussian_filter(data, 1.0) > np.percentile(data, 90)
     mask = ndimage.binary_dilation(molecule, iterations=3)
@@ -131,13 +132,15 @@ def test_protect_mask_keeps_a_lipid_outside_the_users_mask_with_the_masked_model
     noisy = data + lipid + 0.05 * np.random.default_rng(4).standard_normal(data.shape).astype(np.float32)
     contrast_in = noisy[core].mean() / np.percentile(noisy[molecule], 90)
     model = load_model(os.path.join(PACKAGE_MODELS_DIR, "deepemhancer_masked.json"))
+    protect = np.clip((8 - distance) / 2, 0, 1).astype(np.float32)
     kept = {}
-    for name, protect in (("default", None), ("protected", np.clip((8 - distance) / 2, 0, 1).astype(np.float32))):
-        out = enhance(noisy, grid.voxel_size, mask=mask, protect=protect, model=model,
+    for name, volume, zone in (("default", noisy, None), ("solvent at 0.2", noisy + 0.2, protect),
+                               ("depositor-masked", data + lipid, protect)):
+        out = enhance(volume, grid.voxel_size, mask=mask, protect=zone, model=model,
                       options=EnhanceOptions(progress=False)).data
         kept[name] = out[core].mean() / np.percentile(out[molecule], 90) / contrast_in
-    assert abs(kept["default"]) < 0.05                 # outside the user's mask the masked model keeps nothing
-    assert 0.6 < kept["protected"] < 1.6, kept
+    assert abs(kept["default"]) < 0.05, kept          # outside the user's mask the masked model keeps nothing
+    assert 0.6 < kept["solvent at 0.2"] < 1.6 and 0.6 < kept["depositor-masked"] < 1.6, kept
 
 
 def test_zone_mask_around_atoms():
