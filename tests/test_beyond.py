@@ -47,7 +47,8 @@ def test_confidence_follows_the_calibrated_curve():
 
 def test_the_model_s_own_calibration_sets_the_confidence(tmp_path, small_models_dir):
     """A calibration stored in a model's metadata (benchmark_confidence.py --fit-calibration --store) is the one the
-    API applies; a model without one gets the defaults; a malformed one is refused when the model loads."""
+    API applies; a model without one gets the defaults, with a note; a malformed one is refused when the model
+    loads."""
     import json
     import shutil
 
@@ -64,8 +65,10 @@ def test_the_model_s_own_calibration_sets_the_confidence(tmp_path, small_models_
     def confidence():
         result = enhance(h1, grid.voxel_size, half2=h2, model=load_model(str(meta_path)),
                          options=EnhanceOptions(preserve_halves=True, progress=False))
+        uncalibrated.append(any("default calibration" in note for note in result.notes))
         return result.confidence
 
+    uncalibrated = []
     default = confidence()
     meta = json.loads(meta_path.read_text())
     meta["confidence_calibration"] = {"x0": CALIBRATION_X0 / 4, "power": CALIBRATION_POWER, "fitted_on": "test"}
@@ -73,6 +76,7 @@ def test_the_model_s_own_calibration_sets_the_confidence(tmp_path, small_models_
     stricter = confidence()
     uncertain = default < 0.9
     assert uncertain.any() and np.all(stricter[uncertain] < default[uncertain])   # x0 / 4: less confident
+    assert uncalibrated == [True, False]          # the user is told when the default curve stands in
     meta["confidence_calibration"] = {"x0": -1, "power": 2}
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(InputError, match="confidence_calibration"):
