@@ -29,8 +29,9 @@ def apply_protect_mask(output: np.ndarray, original: np.ndarray, protect: np.nda
                        lowpass_voxels: float = 0.7) -> np.ndarray:
     """Blend ``original`` (scaled to ``output``) into ``output`` with weights ``protect`` (0..1).
 
-    ``original`` is the normalised input on the same grid; a light low-pass (``lowpass_voxels``) removes the
-    highest-frequency noise that the network would otherwise have removed.
+    ``original`` is the input on the same grid with its solvent at 0 (noise-normalised, or solvent-centred when the
+    user gave a mask); a light low-pass (``lowpass_voxels``) removes the highest-frequency noise that the network
+    would otherwise have removed.
     """
     if protect.shape != output.shape:
         raise InputError(f"the protect mask has shape {protect.shape} but the map has {output.shape}; it must be on "
