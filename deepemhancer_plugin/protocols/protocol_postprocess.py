@@ -163,8 +163,9 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                       help="Process the two half maps independently (same normalisation) and output their average "
                            "with the two processed halves attached, so FSC and local-resolution protocols still "
                            "work afterwards; also gives a confidence map (0..1: probability that the local error is "
-                           "below a tenth of the peak density, from the disagreement of the processed halves) "
-                           "(flag --preserveHalves).")
+                           "below a tenth of the peak density, from the disagreement of the processed halves; "
+                           "calibrated per model on simulated maps, except highRes, whose map is optimistic: see the "
+                           "model card) (flag --preserveHalves).")
         form.addParam("localResolution", params.BooleanParam, default=False, condition=halvesCondition,
                       label="Local resolution?",
                       help="Also compute the local resolution (A) of the input half maps by a windowed FSC "
