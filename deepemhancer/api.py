@@ -25,8 +25,8 @@ from .errors import InputError
 from .evaluation.fsc import halfmap_resolution
 from .io import MAX_VOXEL_ANISOTROPY, MapGrid, check_output_path, read_map, write_map
 from .models import LoadedModel, find_model, load_model
-from .normalize import (NoiseStats, estimate_noise_stats, normalize, normalize_with_mask, signal_gain,
-                        solvent_centred)
+from .normalize import (NoiseStats, binarise_mask, estimate_noise_stats, normalize, normalize_in_binary_mask,
+                        signal_gain, solvent_centred)
 from .protect import apply_protect_mask, zone_mask_from_model
 from .resample import resample_to_shape, shape_for_voxel_size
 from .tiling import TILINGS, count_cubes, predict_tiled, signal_envelope
@@ -257,10 +257,13 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
     # normalise on the input grid, as the original does (one normalisation for every volume processed)
     stats = None
     if mask is not None:
-        normalised = [normalize_with_mask(v, mask) for v in volumes]
+        # the original's mask normalisation, one binarisation of the user's mask for every volume
+        binary = binarise_mask(mask, data.shape)
+        normalised = [normalize_in_binary_mask(v, binary) for v in volumes]
         # what the protect mask blends back must have its solvent at 0 everywhere, or a lipid beside or outside the
         # user's mask comes back erased or negative
-        protect_sources = [solvent_centred(v, mask) for v in volumes] if protect is not None else normalised
+        protect_sources = [solvent_centred(v, binary) for v in volumes] if protect is not None else normalised
+        del binary
     else:
         stats = _noise_stats(volumes, options, float(voxel_xyz.mean()))
         normalised = [normalize(v, stats) for v in volumes]

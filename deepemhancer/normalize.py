@@ -163,14 +163,28 @@ def estimate_noise_stats(data: np.ndarray, *, voxel_size: float = 1.0, lowpass_a
 def normalize_with_mask(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Binary-mask normalisation of the masked model (the original's ``inputNormalizationWithMask_2``).
 
-    The mask is grey-dilated (size 3) and binarised at 1 % of its range; inside it, voxels above 0 give the median
-    and the 10-95 % inter-percentile range; the map is centred on that median, divided by that range and
-    multiplied by the mask.
+    The mask is grey-dilated (size 3) and binarised at 1 % of its range (:func:`binarise_mask`); inside it, voxels
+    above 0 give the median and the 10-95 % inter-percentile range; the map is centred on that median, divided by
+    that range and multiplied by the mask (:func:`normalize_in_binary_mask`).
     """
-    if mask.shape != data.shape:
-        raise InputError(f"the mask has shape {mask.shape} but the map has shape {data.shape}; they must be on "
+    return normalize_in_binary_mask(data, binarise_mask(mask, data.shape))
+
+
+def binarise_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The original's binarisation of a user's mask for a map of ``shape``: grey-dilated (size 3), above 1 % of its
+    range. Once per map: the volumes of one run (both half maps) share it."""
+    if mask.shape != tuple(shape):
+        raise InputError(f"the mask has shape {mask.shape} but the map has shape {tuple(shape)}; they must be on "
                          f"the same grid (resample the mask onto the map first).")
-    binary = _binarise_mask(mask)
+    m = ndimage.grey_dilation(np.asarray(mask, dtype=np.float32), size=3)
+    lo, hi = float(m.min()), float(m.max())
+    if hi <= lo:
+        raise InputError("the binary mask is constant (all zeros or all ones); it must outline the molecule.")
+    return m > lo + 0.01 * (hi - lo)
+
+
+def normalize_in_binary_mask(data: np.ndarray, binary: np.ndarray) -> np.ndarray:
+    """:func:`normalize_with_mask` with the mask already binarised by :func:`binarise_mask`."""
     inside = data[binary & (data > 0)]
     if inside.size < 100:
         raise InputError("fewer than 100 positive map voxels lie inside the mask: is the mask on the right map and "
@@ -183,21 +197,13 @@ def normalize_with_mask(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ((data - median) / iqr * binary).astype(np.float32)
 
 
-def _binarise_mask(mask: np.ndarray) -> np.ndarray:
-    """The original's binarisation of a user's mask: grey-dilated (size 3), above 1 % of its range."""
-    m = ndimage.grey_dilation(np.asarray(mask, dtype=np.float32), size=3)
-    lo, hi = float(m.min()), float(m.max())
-    if hi <= lo:
-        raise InputError("the binary mask is constant (all zeros or all ones); it must outline the molecule.")
-    return m > lo + 0.01 * (hi - lo)
-
-
-def solvent_centred(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The map minus its solvent level, the median outside the user's binary mask: input density with the solvent
-    at 0 everywhere, which the protect mask blends back in (the mask normalisation is centred on the median inside
-    the mask and zero outside it). No noise estimate: it fails on depositor-masked maps, which -m users often give.
+def solvent_centred(data: np.ndarray, binary: np.ndarray) -> np.ndarray:
+    """The map minus its solvent level, the median outside the user's mask (binarised by :func:`binarise_mask`):
+    input density with the solvent at 0 everywhere, which the protect mask blends back in (the mask normalisation
+    is centred on the median inside the mask and zero outside it). No noise estimate: it fails on depositor-masked
+    maps, which -m users often give.
     """
-    outside = data[~_binarise_mask(mask)]
+    outside = data[~binary]
     level = float(np.median(outside)) if outside.size else 0.0
     return (data - np.float32(level)).astype(np.float32)
 

@@ -117,7 +117,8 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
              input_map: np.ndarray | None = None, half1: np.ndarray | None = None, half2: np.ndarray | None = None,
              model=None, reference_map: np.ndarray | None = None, mask: np.ndarray | None = None,
              resolution: float | None = None, autob: bool = True, relion: bool = True,
-             relion_result: RelionResult | None = None, extra_maps: dict[str, np.ndarray] | None = None, log=print) -> Evaluation:
+             relion_result: RelionResult | None = None, extra_maps: dict[str, np.ndarray] | None = None,
+             log=print) -> Evaluation:
     """Compute every map and score of a report.
 
     Args:
