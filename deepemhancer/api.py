@@ -21,6 +21,7 @@ import numpy as np
 from . import __version__
 from .clean import remove_small_components
 from .confidence import calibration_of, confidence_map, local_resolution
+from .erased import ErasedDensity, find_erased
 from .errors import InputError
 from .evaluation.fsc import halfmap_resolution
 from .io import MAX_VOXEL_ANISOTROPY, MapGrid, check_output_path, read_map, write_map
@@ -47,6 +48,7 @@ class EnhanceOptions:
     progress: bool = True                     # tqdm bar on stderr
     preserve_halves: bool = False             # --preserveHalves: process the halves independently
     local_resolution: bool = False            # --localResolution: windowed FSC of the input halves
+    erased_map: bool = False                  # --erasedMap: a mask of clear input density the output lost
     gpus: int = 1                             # GPUs to split batches over (from -g)
     runtime: str = "auto"                     # "openvino", "keras" or auto: OpenVINO when installed and no GPU
 
@@ -66,6 +68,7 @@ class EnhanceResult:
     half2: np.ndarray | None = None
     confidence: np.ndarray | None = None      # 0..1 P(local error < 0.1 peak), from the halves (preserve_halves)
     local_resolution: np.ndarray | None = None  # Angstrom, from the input halves (local_resolution)
+    erased: ErasedDensity | None = None       # what of the input's clear density the output shows (always checked)
     notes: list[str] = field(default_factory=list)  # what was done to the input, or advice, the user should know
 
 
@@ -263,7 +266,6 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         # what the protect mask blends back must have its solvent at 0 everywhere, or a lipid beside or outside the
         # user's mask comes back erased or negative
         protect_sources = [solvent_centred(v, binary) for v in volumes] if protect is not None else normalised
-        del binary
     else:
         stats = _noise_stats(volumes, options, float(voxel_xyz.mean()))
         normalised = [normalize(v, stats) for v in volumes]
@@ -340,18 +342,24 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         result.data = back(predictions[0], protect_sources[0])
     if options.local_resolution:
         result.local_resolution = local_resolution(halves[0], halves[1], voxel_size=float(voxel_xyz.mean()))
+    # never silently erased: compare the output with what was given (inside the user's mask, if any)
+    given = volumes[0] if len(volumes) == 1 else 0.5 * (volumes[0] + volumes[1])
+    result.erased = find_erased(given, result.data, voxel_xyz, within=binary if mask is not None else None,
+                                with_mask=options.erased_map)
     result.seconds = time.perf_counter() - start
     return result
 
 
 def extra_output_paths(output_path: str, options: EnhanceOptions) -> dict[str, str]:
-    """Files written beside the main output: ``<stem>_half1/_half2/_confidence/_locres.<ext>`` as requested."""
+    """Files written beside the main output: ``<stem>_half1/_half2/_confidence/_locres/_erased.<ext>`` as requested."""
     stem, ext = os.path.splitext(output_path)
     names = []
     if options.preserve_halves:
         names += ["half1", "half2", "confidence"]
     if options.local_resolution:
         names.append("locres")
+    if options.erased_map:
+        names.append("erased")
     return {name: f"{stem}_{name}{ext}" for name in names}
 
 
@@ -361,7 +369,8 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
                  protect_radius: float = 3.0, overwrite: bool = False) -> EnhanceResult:
     """Post-process an MRC file (or two half maps) and write the result on exactly the input's grid.
 
-    With ``preserve_halves`` / ``local_resolution`` the extra maps of :func:`extra_output_paths` are written too.
+    With ``preserve_halves`` / ``local_resolution`` / ``erased_map`` the extra maps of :func:`extra_output_paths`
+    are written too; a note says where clear input density is missing from the output (positions in A).
     """
     options = options or EnhanceOptions()
     inputs = tuple(p for p in (input_path, half2, mask_path, protect_mask_path, protect_model_path) if p)
@@ -409,10 +418,12 @@ def enhance_file(input_path: str, output_path: str, *, half2: str | None = None,
         protect = zone if protect is None else np.maximum(protect, zone)
     result = enhance(data, grid.voxel_size, half2=data2, mask=mask, protect=protect, options=options)
     result.notes[:0] = notes
+    erased_note = result.erased.note(grid.voxel_size, grid.origin)
+    result.notes += [erased_note] if erased_note else []
     label = f"deepemhancer {__version__} {os.path.basename(result.model_path)}"
     for name, path in extras.items():
         extra = {"half1": result.half1, "half2": result.half2, "confidence": result.confidence,
-                 "locres": result.local_resolution}[name]
+                 "locres": result.local_resolution, "erased": result.erased.mask}[name]
         write_map(path, extra, grid, overwrite=overwrite, inputs=inputs, label=f"{label} {name}")
     write_map(output_path, result.data, grid, overwrite=overwrite, inputs=inputs, label=label)
     return result

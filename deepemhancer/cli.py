@@ -2,8 +2,9 @@
 
 Flag-compatible with DeepEMhancer 0.17 (same names, meanings and defaults), plus --tiling, --overwrite, --quiet,
 --backend, --selfcheck, --summaryJson, and what the original lacks: --preserveHalves (processed halves + a
-confidence map), --localResolution, --protectMask / --protectModel (keep ligands, lipids, glycans). The output lies
-exactly on the input's grid (shape, voxel size, origin).
+confidence map), --localResolution, --protectMask / --protectModel (keep ligands, lipids, glycans), --erasedMap
+(where clear input density is missing from the output; every run checks it and names such regions in a note).
+The output lies exactly on the input's grid (shape, voxel size, origin).
 
 Examples:
   deepemhancer -i half1.mrc -i2 half2.mrc -o post.mrc
@@ -73,9 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "of this fitted model")
     beyond.add_argument("--protectRadius", type=float, default=3.0,
                         help="radius in A around protected atoms. Default: %(default)s")
+    beyond.add_argument("--erasedMap", action="store_true",
+                        help="also write <output>_erased: a soft mask (0..1) of the clear input density that the "
+                             "output no longer shows (6 A low-pass; every run checks it and prints a note naming "
+                             "such regions); give it back with --protectMask to keep that density")
     beyond.add_argument("--summaryJson", metavar="FILE.json",
                         help="also write what was done as JSON: model (path, kind, weights SHA-256), runtime, "
-                             "tiling, cubes, seconds, noise statistics, notes (for workflow managers, e.g. the "
+                             "tiling, cubes, seconds, noise statistics, retention and missing regions, notes (for "
+                             "workflow managers, e.g. the "
                              "Scipion protocol's summary)")
     compute = parser.add_argument_group("computation")
     compute.add_argument("-g", "--gpuIds", default="0",
@@ -163,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
         noise_stats=tuple(args.noiseStats) if args.noiseStats else None,
         cleaning_strength=args.cleaningStrengh if args.cleaningStrengh and args.cleaningStrengh > 0 else None,
         batch_size=args.batch_size * max(1, n_gpus), tiling=args.tiling, progress=not args.quiet,
-        preserve_halves=args.preserveHalves, local_resolution=args.localResolution, gpus=max(1, n_gpus),
+        preserve_halves=args.preserveHalves, local_resolution=args.localResolution, erased_map=args.erasedMap,
+        gpus=max(1, n_gpus),
         runtime="openvino" if backend == "openvino" else "keras")
     result = enhance_file(args.inputMap, args.outputMap, half2=args.halfMap2, mask_path=args.binaryMask,
                           sampling=args.samplingRate, options=options, protect_mask_path=args.protectMask,
@@ -176,8 +183,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         stats = result.noise_stats
         noise = f"noise mean {stats.mean:.5g} SD {stats.std:.5g} ({stats.method})" if stats else "mask normalisation"
+        retention = result.erased.retention
+        shows = "" if math.isnan(retention) else f"shows {100 * retention:.0f} % of the input's clear density; "
         print(f"wrote {args.outputMap}: {noise}; model {result.model_path}; {result.cubes_evaluated} of "
-              f"{result.cubes_total} cubes ({args.tiling} tiling, {result.runtime}); {result.seconds:.1f} s",
+              f"{result.cubes_total} cubes ({args.tiling} tiling, {result.runtime}); {shows}{result.seconds:.1f} s",
               file=sys.stderr)
     return 0
 
@@ -193,11 +202,16 @@ def _write_summary(path: str, args: argparse.Namespace, result) -> None:
         model.update(kind=metadata.kind, weights_sha256=weights_sha256(weights),
                      filters=list(metadata.architecture.get("filters", [])))
     stats = result.noise_stats
+    erased = result.erased
     summary = {"engine": __version__, "input": args.inputMap, "half_map_2": args.halfMap2, "output": args.outputMap,
                "model": model, "runtime": result.runtime, "tiling": args.tiling,
                "cubes_evaluated": result.cubes_evaluated, "cubes_total": result.cubes_total,
                "seconds": round(result.seconds, 2),
                "noise_stats": None if stats is None else {"mean": stats.mean, "std": stats.std, "method": stats.method},
+               # what of the input's clear (6 A) density the output shows; regions at voxel (x, y, z) of the input
+               "retention": None if math.isnan(erased.retention) else round(erased.retention, 4),
+               "missing_regions": [{"volume_A3": round(r.volume), "voxel_xyz": [round(c, 1) for c in r.centre],
+                                    "strength_sd": round(r.strength, 1)} for r in erased.regions],
                "notes": list(result.notes)}
     write_text(path, json.dumps(summary, indent=1) + "\n", overwrite=args.overwrite)
 

@@ -24,7 +24,8 @@ from scipy import ndimage
 
 from .sharpen import _apply_filter, _cosine_edge
 
-__all__ = ["RetentionScore", "lowpass", "significant_region", "retention", "atoms_inside", "atom_voxel_indices"]
+__all__ = ["RetentionScore", "lowpass", "significant_region", "top_region", "retention", "atoms_inside",
+           "atom_voxel_indices"]
 
 LOWPASS_ANGSTROM = 6.0
 SIGNIFICANCE_SD = 3.0
@@ -58,8 +59,11 @@ def significant_region(low: np.ndarray, sd: float = SIGNIFICANCE_SD) -> np.ndarr
     return low > median + sd * spread
 
 
-def _top_region(low: np.ndarray, count: int) -> np.ndarray:
-    """The ``count`` highest voxels (a contour enclosing that volume)."""
+def top_region(low: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` highest voxels (a contour enclosing that volume); none of a constant (empty) map, which shows
+    nothing, rather than all of it."""
+    if np.ptp(low) == 0:
+        return np.zeros(low.shape, dtype=bool)
     count = int(np.clip(count, 1, low.size))
     level = np.partition(low.ravel(), low.size - count)[low.size - count]
     return low >= level
@@ -73,7 +77,7 @@ def retention(input_map: np.ndarray, processed: np.ndarray, voxel_size) -> Reten
     count = int(significant.sum())
     if count == 0:
         return RetentionScore(float("nan"), float("nan"))
-    shown = _top_region(low_out, count)
+    shown = top_region(low_out, count)
     kept = float(np.count_nonzero(significant & shown)) / count
     vx, vy, vz = _voxel_xyz(voxel_size)
     distance = ndimage.distance_transform_edt(~significant, sampling=(vz, vy, vx))
@@ -92,7 +96,7 @@ def atoms_inside(processed: np.ndarray, atom_indices: np.ndarray, voxel_size) ->
     occupied[tuple(atom_indices.T)] = True
     vx, vy, vz = _voxel_xyz(voxel_size)
     volume = int((ndimage.distance_transform_edt(~occupied, sampling=(vz, vy, vx)) <= MODEL_RADIUS_ANGSTROM).sum())
-    shown = _top_region(np.asarray(processed, np.float64), volume)
+    shown = top_region(np.asarray(processed, np.float64), volume)
     return float(shown[tuple(atom_indices.T)].mean())
 
 
