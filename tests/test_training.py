@@ -357,6 +357,28 @@ def test_draw_params_covers_the_randomised_recipe():
     assert 0.1 < np.mean([d.margin > 30 for d in draws]) < 0.3
     flexible = [0.85 * d.resolution * d.flexible_factor for d in draws if d.flexible_factor > 1]
     assert 0.5 < len(flexible) / 300 < 0.7 and 7.9 < min(flexible) and max(flexible) < 12.1
+    solvent = [d.solvent_fraction for d in draws if d.solvent_fraction > 0]
+    assert 0.78 < len(solvent) / 300 < 0.92 and 0.25 <= min(solvent) and max(solvent) <= 0.7
+
+
+def test_displaced_solvent_weakens_low_resolutions_of_the_input_only(atoms):
+    """Step 4b: the molecule's mean density drops by the solvent fraction, the low resolutions of the half maps
+    lose amplitude as in real maps (60-20 A: about half at f = 0.55) while 6-4 A keeps it, and the targets (model
+    maps in vacuo) do not change."""
+    plain, solvent = (sm.simulate_pair(atoms, sm.SimulationParams(seed=3, resolution=3.0, b_global=60, margin=12,
+                                                                  noise_model="white", solvent_fraction=f))
+                      for f in (0.0, 0.55))
+    np.testing.assert_array_equal(plain.targets_1a["tight"], solvent.targets_1a["tight"])
+    freq = np.fft.fftfreq(plain.half1.shape[0], plain.voxel_size)
+    s = np.sqrt(freq[:, None, None] ** 2 + freq[None, :, None] ** 2 + freq[None, None, :] ** 2)
+
+    def amplitude(pair, lo, hi):
+        return float(np.abs(np.fft.fftn(0.5 * (pair.half1 + pair.half2)))[(s >= 1 / lo) & (s < 1 / hi)].mean())
+
+    assert 0.3 < amplitude(solvent, 60, 20) / amplitude(plain, 60, 20) < 0.7
+    assert amplitude(solvent, 6, 4) / amplitude(plain, 6, 4) == pytest.approx(1.0, abs=0.1)
+    no_atoms = sm.excluded_volume_density(plain.half1, np.zeros((0, 3)), 1.0, sm.SimulationParams(seed=0))
+    assert not no_atoms.any()
 
 
 def test_widened_network_computes_what_the_narrow_one_did():
