@@ -20,7 +20,7 @@ from collections import namedtuple
 import pyworkflow.protocol.params as params
 import pyworkflow.utils as pwutils
 from pwem.emlib.image import ImageHandler
-from pwem.objects import Volume
+from pwem.objects import Volume, VolumeMask
 from pwem.protocols import ProtAnalysis3D
 from pyworkflow.constants import PROD
 
@@ -39,15 +39,17 @@ class outputs:
     outputVolume = Output("outputVolume", Volume)
     confidenceMap = Output("confidenceMap", Volume)            # --preserveHalves: 0..1, P(local error < 0.1 peak)
     localResolutionMap = Output("localResolutionMap", Volume)  # --localResolution: local resolution (A) of input
+    erasedDensityMask = Output("erasedDensityMask", VolumeMask)  # --erasedMap: clear input density the output lost
 
     @classmethod
     def asDict(cls):
-        return {o.name: o.value for o in (cls.outputVolume, cls.confidenceMap, cls.localResolutionMap)}
+        return {o.name: o.value for o in (cls.outputVolume, cls.confidenceMap, cls.localResolutionMap,
+                                          cls.erasedDensityMask)}
 
 
 # Files the engine writes beside its output <stem>.mrc, as <stem>_<suffix>.mrc.
 HALF_SUFFIXES = ("half1", "half2")
-CONFIDENCE_SUFFIX, LOCRES_SUFFIX = "confidence", "locres"
+CONFIDENCE_SUFFIX, LOCRES_SUFFIX, ERASED_SUFFIX = "confidence", "locres", "erased"
 EVALUATION_FOLDER = "evaluation"
 EVALUATION_PNG = "report.png"
 # The second tab: what tells the user which regions to trust, keeps what the network would remove, and scores it.
@@ -170,6 +172,13 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                       label="Local resolution?",
                       help="Also compute the local resolution (A) of the input half maps by a windowed FSC "
                            "(flag --localResolution).")
+        form.addParam("erasedMap", params.BooleanParam, default=True, label="Mask of erased density?",
+                      help="Every run compares the output with its input at 6 A and names, in the summary, each "
+                           "region of at least 400 A^3 that the input shows above its noise and the output does not "
+                           "(a lipid, a ligand, a weak flexible part). With this option those regions are also "
+                           "registered as a soft mask (erasedDensityMask, 0..1, empty when none): look at them in "
+                           "the viewer, and if they are real, choose that mask as the Protect mask of a second run "
+                           "to keep them (flag --erasedMap).")
         form.addParam("protectMask", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
                       label="Protect mask",
                       help="Optional soft mask (0..1, same box as the input) where the input density is kept "
@@ -239,15 +248,18 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             newOutputs[outputs.confidenceMap.name] = self._newVolume(self._getExtraOutput(CONFIDENCE_SUFFIX))
         if self.computesLocalResolution():
             newOutputs[outputs.localResolutionMap.name] = self._newVolume(self._getExtraOutput(LOCRES_SUFFIX))
+        if self.erasedMap.get():
+            newOutputs[outputs.erasedDensityMask.name] = self._newVolume(self._getExtraOutput(ERASED_SUFFIX),
+                                                                         VolumeMask)
         self._defineOutputs(**newOutputs)
         for pointer in self._getInputPointers():
             for output in newOutputs.values():
                 self._defineTransformRelation(pointer, output)
 
-    def _newVolume(self, fn):
-        """A Volume of this file with the input's sampling rate and origin."""
+    def _newVolume(self, fn, volumeClass=Volume):
+        """A Volume (or ``volumeClass``) of this file with the input's sampling rate and origin."""
         reference = self._getReferenceVolume()
-        volume = Volume()
+        volume = volumeClass()
         volume.setFileName(fn)
         volume.setSamplingRate(reference.getSamplingRate())
         volume.setOrigin(reference.getOrigin(force=True))
@@ -278,11 +290,18 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                                   " (weights sha256 %s...)" % model["weights_sha256"][:12]
                                   if model.get("weights_sha256") else "", run["runtime"], run["tiling"],
                                   run["cubes_evaluated"], run["cubes_total"], run["seconds"]))
+                if run.get("retention") is not None:
+                    missing = run.get("missing_regions", [])
+                    summary.append("Retention: the output shows %.0f %% of the density the input shows above its "
+                                   "noise (6 A); %s." % (100 * run["retention"], "%d region(s) of clear input "
+                                   "density missing (engine note below)" % len(missing) if missing else
+                                   "no region of clear input density missing"))
                 summary += ["Engine note: %s." % note for note in run.get("notes", [])]
             if self.getOutputVolume().hasHalfMaps():
                 summary.append("Processed half maps attached to the output.")
             for name, what in ((outputs.confidenceMap.name, "Confidence map (0..1)"),
-                               (outputs.localResolutionMap.name, "Local resolution map (A)")):
+                               (outputs.localResolutionMap.name, "Local resolution map (A)"),
+                               (outputs.erasedDensityMask.name, "Erased-density mask (0..1)")):
                 if self.hasAttribute(name):
                     summary.append("%s: %s." % (what, getattr(self, name).getFileName()))
             if os.path.exists(self.getEvaluationReport()):
@@ -324,6 +343,11 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
         name = outputs.confidenceMap.name
         return getattr(self, name) if self.hasAttribute(name) else None
 
+    def getErasedDensityMask(self):
+        """The registered mask of clear input density the output no longer shows, or None."""
+        name = outputs.erasedDensityMask.name
+        return getattr(self, name) if self.hasAttribute(name) else None
+
     def getLocalResolutionMap(self):
         """The registered local-resolution map, or None."""
         name = outputs.localResolutionMap.name
@@ -358,6 +382,8 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             suffixes += list(HALF_SUFFIXES) + [CONFIDENCE_SUFFIX]
         if allKinds or self.computesLocalResolution():
             suffixes.append(LOCRES_SUFFIX)
+        if allKinds or self.erasedMap.get():
+            suffixes.append(ERASED_SUFFIX)
         return [self._getExtraOutput(s) for s in suffixes]
 
     def _createFilenameTemplates(self):
@@ -485,6 +511,8 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             args.append("--preserveHalves")
         if self.computesLocalResolution():
             args.append("--localResolution")
+        if self.erasedMap.get():
+            args.append("--erasedMap")
         if self.protectMask.get() is not None:
             args += ["--protectMask", os.path.abspath(self._getFile("protectMask"))]
         if self.protectAtomStruct.get() is not None:

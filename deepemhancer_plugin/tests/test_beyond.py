@@ -81,7 +81,7 @@ class TestDeepEMhancerBeyond(BaseTest, ImportMixin):
     # ------------------------------------------------------------------ outputs
     def test_engine_flags(self):
         args = self.beyond()._getEngineArgs()
-        for flag in ("--preserveHalves", "--localResolution",
+        for flag in ("--preserveHalves", "--localResolution", "--erasedMap",
                      "--protectMask %s" % os.path.abspath(self.beyond()._getExtraPath("protect_mask.mrc"))):
             self.assertIn(flag, args)
 
@@ -124,8 +124,10 @@ class TestDeepEMhancerBeyond(BaseTest, ImportMixin):
         """Inside the protect sphere the processed halves follow the input halves; far outside it the result is
         the same as without the mask."""
         protected = self.beyond()
-        plain = self.runBeyond("halves: preserve", preserveHalves=True)
+        plain = self.runBeyond("halves: preserve", preserveHalves=True, erasedMap=False)
         self.assertIsNone(plain.getLocalResolutionMap())
+        self.assertIsNone(plain.getErasedDensityMask())
+        self.assertNotIn("--erasedMap", plain._getEngineArgs())
         distance = sphereDistance()
         inside, far = distance <= RADIUS - 1, distance > RADIUS + 4
         p1 = readMap(getattr(protected, outputs.outputVolume.name).getHalfMaps(asList=True)[0])
@@ -139,6 +141,22 @@ class TestDeepEMhancerBeyond(BaseTest, ImportMixin):
               % (cc(p1, half1), cc(u1, half1)))
         self.assertGreater(cc(p1, half1), 0.5)
         self.assertGreater(cc(p1, half1), cc(u1, half1))
+
+    def test_erased_density_mask(self):
+        """Registered as a VolumeMask on the input's grid (so it can be the protect mask of a second run), 0..1, and
+        the summary says how much of the input's clear density the output shows."""
+        prot = self.beyond()
+        mask = prot.getErasedDensityMask()
+        self.assertIsInstance(mask, outputs.erasedDensityMask.value)
+        data = self.checkGrid(mask)
+        self.assertGreaterEqual(float(data.min()), 0.0)
+        self.assertLessEqual(float(data.max()), 1.0)
+        run = prot.getRunSummary()
+        self.assertIsNotNone(run["retention"])
+        self.assertTrue(0.0 <= run["retention"] <= 1.0)
+        summary = " ".join(prot.summary())
+        self.assertIn("Retention: the output shows %.0f %%" % (100 * run["retention"]), summary)
+        self.assertIn("Erased-density mask", summary)
 
     def test_info(self):
         prot = self.beyond()

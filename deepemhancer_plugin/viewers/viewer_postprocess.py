@@ -24,6 +24,8 @@ AXIS_NAME = "deepemhancer_axis.bild"
 SLICES_PNG = "deepemhancer_slices.png"
 # Confidence 0..1 on the output surface: unreliable red, half-way white, reliable blue.
 CONFIDENCE_PALETTE = "0,red:0.5,white:1,blue"
+# Clear input density the output no longer shows (the engine's erased-density mask): over the input, in red.
+ERASED_COLOR = "#e03030"
 # Both maps are contoured to enclose the same volume: the molecule's as the output sees it, kept in a sane range.
 MIN_FRACTION, MAX_FRACTION = 0.002, 0.3
 
@@ -122,6 +124,15 @@ class DeepEMhancerViewer(EmProtocolViewer):
                       "rename #%d confidence" % confidenceModel,
                       "hide #%d models" % confidenceModel,
                       "color sample #%d map #%d palette %s" % (outputModel, confidenceModel, CONFIDENCE_PALETTE)]
+        erased = prot.getErasedDensityMask()
+        if erased is not None and float(_readMrc(mrcfile_module(), erased.getFileName()).max()) >= 0.5:
+            erasedModel = outputModel + (2 if confidence is not None else 1)
+            # drawn where the input is: tile keeps its first model (the input) in place
+            lines += ["# red, on the input: clear input density the output no longer shows (summary: where, how big)",
+                      "open %s" % os.path.abspath(erased.getFileName()),
+                      "volume #%d voxelSize %f origin %0.2f,%0.2f,%0.2f" % (erasedModel, sampling, x, y, z),
+                      "volume #%d style surface level 0.5 color %s transparency 0.3" % (erasedModel, ERASED_COLOR),
+                      "rename #%d erased" % erasedModel]
         lines += ["tile #%d,%d" % (model, outputModel), "view"]
         fn = os.path.abspath(prot._getExtraPath(CXC_NAME))
         with open(fn, "w") as f:
