@@ -113,6 +113,24 @@ def test_protect_mask_restores_suppressed_density_at_the_output_scale():
         apply_protect_mask(output, original, protect[:-1])
 
 
+def _emd3488_and_a_lipid():
+    """The deposited EMD-3488 map (masked: 71 % of the box is exactly 0), its molecule (voxels above the 90th
+    percentile after a 1-voxel blur), that grown by 3 voxels, and a lipid-like blob (a 3 A Gaussian at 0.6 x the
+    protein's mean) 4+ A beside the latter: (data, grid, molecule, grown, centre (z, y, x), distance to the centre
+    (A), blob)."""
+    data, grid = read_map(data_path("emd_3488.mrc"))
+    voxel = grid.voxel_size[0]
+    molecule = ndimage.gaussian_filter(data, 1.0) > np.percentile(data, 90)
+    grown = ndimage.binary_dilation(molecule, iterations=3)
+    idx = np.indices(data.shape)
+    beside = np.argwhere((ndimage.distance_transform_edt(~grown) * voxel > 4)
+                         & (np.min([np.minimum(i, n - 1 - i) for i, n in zip(idx, data.shape)], axis=0) > 10))
+    centre = beside[np.argmin(np.linalg.norm(beside - np.array(ndimage.center_of_mass(molecule)), axis=1))]
+    distance = np.sqrt(sum(((i - c) * voxel) ** 2 for i, c in zip(idx, centre)))
+    blob = (0.6 * data[molecule].mean() * np.exp(-distance ** 2 / 18)).astype(np.float32)
+    return data, grid, molecule, grown, tuple(centre), distance, blob
+
+
 def test_protect_mask_keeps_a_lipid_outside_the_users_mask_with_the_masked_model():
     """With -m the input is normalised inside the mask only (centred on its median, zero outside), but what the
     protect mask brings back must still be the input's density: a lipid-like blob just outside the user's mask comes
@@ -121,16 +139,7 @@ def test_protect_mask_keeps_a_lipid_outside_the_users_mask_with_the_masked_model
     from deepemhancer.api import EnhanceOptions, enhance
     from deepemhancer.models import PACKAGE_MODELS_DIR, load_model
 
-    data, grid = read_map(data_path("emd_3488.mrc"))   # deposited, masked: 71 % of the box is exactly 0
-    voxel = grid.voxel_size[0]
-    molecule = ndimage.gaussian_filter(data, 1.0) > np.percentile(data, 90)
-    mask = ndimage.binary_dilation(molecule, iterations=3)
-    idx = np.indices(data.shape)
-    beside = np.argwhere((ndimage.distance_transform_edt(~mask) * voxel > 4)
-                         & (np.min([np.minimum(i, n - 1 - i) for i, n in zip(idx, data.shape)], axis=0) > 10))
-    centre = beside[np.argmin(np.linalg.norm(beside - np.array(ndimage.center_of_mass(molecule)), axis=1))]
-    distance = np.sqrt(sum(((i - c) * voxel) ** 2 for i, c in zip(idx, centre)))
-    lipid = (0.6 * data[molecule].mean() * np.exp(-distance ** 2 / 18)).astype(np.float32)   # 3 A Gaussian
+    data, grid, molecule, mask, _, distance, lipid = _emd3488_and_a_lipid()
     core = distance < 3
     assert not mask[core].any()
     noisy = data + lipid + 0.05 * np.random.default_rng(4).standard_normal(data.shape).astype(np.float32)
@@ -184,22 +193,13 @@ def test_half_map_features_need_two_halves(tmp_path, small_models_dir, capsys):
 
 def _pseudo_halves_with_lipid(seed=4, lipid=True):
     """EMD-3488 as the benchmark's real pseudo half maps (B = 100 A^2 blur, white noise as strong as the blurred map)
-    with a lipid-like blob (a 3 A Gaussian at 0.6 x the protein's mean) 4+ A beside the molecule."""
+    with the lipid of :func:`_emd3488_and_a_lipid`."""
     from deepemhancer.evaluation.sharpen import apply_bfactor
-    data, grid = read_map(data_path("emd_3488.mrc"))
-    voxel = grid.voxel_size[0]
-    molecule = ndimage.gaussian_filter(data, 1.0) > np.percentile(data, 90)
-    near = ndimage.binary_dilation(molecule, iterations=3)
-    idx = np.indices(data.shape)
-    beside = np.argwhere((ndimage.distance_transform_edt(~near) * voxel > 4)
-                         & (np.min([np.minimum(i, n - 1 - i) for i, n in zip(idx, data.shape)], axis=0) > 10))
-    centre = beside[np.argmin(np.linalg.norm(beside - np.array(ndimage.center_of_mass(molecule)), axis=1))]
-    distance = np.sqrt(sum(((i - c) * voxel) ** 2 for i, c in zip(idx, centre)))
-    blob = (0.6 * data[molecule].mean() * np.exp(-distance ** 2 / 18)).astype(np.float32)
+    data, grid, molecule, _, centre, _, blob = _emd3488_and_a_lipid()
     blurred = apply_bfactor(data + blob if lipid else data, grid.voxel_size, 100.0)
     rng = np.random.default_rng(seed)
     halves = [blurred + rng.normal(0.0, float(blurred.std()), data.shape).astype(np.float32) for _ in range(2)]
-    return halves, grid, tuple(centre), molecule
+    return halves, grid, centre, molecule
 
 
 def test_command_names_the_clear_density_it_erased_and_gives_it_back_through_the_protect_mask(tmp_path):
