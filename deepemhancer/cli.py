@@ -81,8 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     beyond.add_argument("--summaryJson", metavar="FILE.json",
                         help="also write what was done as JSON: model (path, kind, weights SHA-256), runtime, "
                              "tiling, cubes, seconds, noise statistics, retention and missing regions, notes (for "
-                             "workflow managers, e.g. the "
-                             "Scipion protocol's summary)")
+                             "workflow managers, e.g. the Scipion protocol's summary)")
     compute = parser.add_argument_group("computation")
     compute.add_argument("-g", "--gpuIds", default="0",
                          help="GPU ids, comma separated; -1 = CPU; all = every GPU of the job. Default: %(default)s "

@@ -67,8 +67,8 @@ class ErasedDensity:
                  else "a region of clear input density is missing from it")
         return (f"the output shows {100 * self.retention:.0f} % of the density that the input shows above its noise "
                 f"(6 A low-pass); {count}: {where}{more}. Look at it in the input: if it is real (ligand, lipid, "
-                f"flexible part), --erasedMap writes the missing regions as a mask to give back with --protectMask, or try "
-                f"-p wideTarget")
+                f"flexible part), --erasedMap writes the missing regions as a mask to give back with --protectMask, "
+                f"or try -p wideTarget")
 
 
 def find_erased(input_map: np.ndarray, output: np.ndarray, voxel_size, *, within: np.ndarray | None = None,

@@ -28,7 +28,8 @@ recipe, in the order it is applied (every random number is drawn by :func:`draw_
    map's (relative to 6-5 A), and no earlier training map had that. For 85 % of the maps the excluded volume (within
    ``r_ex`` 2.2-3.0 A of a polymer or ligand atom), blurred by ``B_global + B_sol`` (``B_sol`` 20-80 A^2), is
    subtracted with a weight that lowers the molecule's mean density by a fraction ``f`` in 0.25-0.7 (the
-   ``solvent_fraction``; 0.55 halves the amplitudes at 60-30 A, a third at 20-15 A). The targets stay model maps in vacuo (what the evaluation's references are).
+   ``solvent_fraction``; 0.55 halves the amplitudes at 60-30 A, a third at 20-15 A). The targets stay model maps in
+   vacuo (what the evaluation's references are).
 5. **Non-protein density** (absent from the tight target, kept at low resolution by the wide one): a detergent
    micelle or a thinner lipid belt around a random axis (35 % of maps; 25-60 % of the mean protein density,
    textured, low resolution, excluded from the protein volume) and 0-4 blobs of 2-5 A next to the surface
