@@ -258,7 +258,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         volumes = [average_input]
 
     # normalise on the input grid, as the original does (one normalisation for every volume processed)
-    stats = None
+    stats, binary = None, None
     if mask is not None:
         # the original's mask normalisation, one binarisation of the user's mask for every volume
         binary = binarise_mask(mask, data.shape)
@@ -344,8 +344,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         result.local_resolution = local_resolution(halves[0], halves[1], voxel_size=float(voxel_xyz.mean()))
     # never silently erased: compare the output with what was given (inside the user's mask, if any)
     given = volumes[0] if len(volumes) == 1 else 0.5 * (volumes[0] + volumes[1])
-    result.erased = find_erased(given, result.data, voxel_xyz, within=binary if mask is not None else None,
-                                with_mask=options.erased_map)
+    result.erased = find_erased(given, result.data, voxel_xyz, within=binary, with_mask=options.erased_map)
     result.seconds = time.perf_counter() - start
     return result
 

@@ -338,20 +338,21 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
     def getOutputVolume(self):
         return getattr(self, outputs.outputVolume.name)
 
+    def _getRegisteredOutput(self, output):
+        """The registered output (an ``outputs`` member), or None when this run did not make it."""
+        return getattr(self, output.name) if self.hasAttribute(output.name) else None
+
     def getConfidenceMap(self):
         """The registered confidence map, or None."""
-        name = outputs.confidenceMap.name
-        return getattr(self, name) if self.hasAttribute(name) else None
+        return self._getRegisteredOutput(outputs.confidenceMap)
 
     def getErasedDensityMask(self):
         """The registered mask of clear input density the output no longer shows, or None."""
-        name = outputs.erasedDensityMask.name
-        return getattr(self, name) if self.hasAttribute(name) else None
+        return self._getRegisteredOutput(outputs.erasedDensityMask)
 
     def getLocalResolutionMap(self):
         """The registered local-resolution map, or None."""
-        name = outputs.localResolutionMap.name
-        return getattr(self, name) if self.hasAttribute(name) else None
+        return self._getRegisteredOutput(outputs.localResolutionMap)
 
     def getEvaluationReport(self):
         """Path of the evaluation report PNG (it exists only after an evaluation step)."""

@@ -124,16 +124,19 @@ class DeepEMhancerViewer(EmProtocolViewer):
                       "rename #%d confidence" % confidenceModel,
                       "hide #%d models" % confidenceModel,
                       "color sample #%d map #%d palette %s" % (outputModel, confidenceModel, CONFIDENCE_PALETTE)]
+        lines.append("tile #%d,%d" % (model, outputModel))
         erased = prot.getErasedDensityMask()
-        if erased is not None and float(_readMrc(mrcfile_module(), erased.getFileName()).max()) >= 0.5:
+        # the engine reported the regions it put in the mask: no need to read the map to know it is not empty
+        if erased is not None and (prot.getRunSummary() or {}).get("missing_regions"):
             erasedModel = outputModel + (2 if confidence is not None else 1)
-            # drawn where the input is: tile keeps its first model (the input) in place
             lines += ["# red, on the input: clear input density the output no longer shows (summary: where, how big)",
                       "open %s" % os.path.abspath(erased.getFileName()),
                       "volume #%d voxelSize %f origin %0.2f,%0.2f,%0.2f" % (erasedModel, sampling, x, y, z),
                       "volume #%d style surface level 0.5 color %s transparency 0.3" % (erasedModel, ERASED_COLOR),
-                      "rename #%d erased" % erasedModel]
-        lines += ["tile #%d,%d" % (model, outputModel), "view"]
+                      "rename #%d erased" % erasedModel,
+                      # wherever tiling put the input, the mask goes with it
+                      "view position #%d sameAsModels #%d" % (erasedModel, model)]
+        lines.append("view")
         fn = os.path.abspath(prot._getExtraPath(CXC_NAME))
         with open(fn, "w") as f:
             f.write("\n".join(lines) + "\n")
