@@ -129,9 +129,13 @@ def synthetic_cases(pairs: str, limit: int) -> list[Case]:
     return cases
 
 
-def validation_cases(models_dir: str, count: int, workdir: str, seed: int = 0) -> list[Case]:
+def validation_cases(models_dir: str, count: int, workdir: str, seed: int = 0,
+                     resolution: tuple[float, float] | None = None,
+                     voxel: tuple[float, float] | None = None) -> list[Case]:
     """Pairs from the second, independent simulator (:mod:`deepemhancer.evaluation.validation_simulator`) on the
-    test split of ``models_dir`` (structures never trained on); reference = the molecule at its own B-factors."""
+    test split of ``models_dir`` (structures never trained on); reference = the molecule at its own B-factors.
+    ``resolution`` / ``voxel`` (lo, hi) in A draw each pair's resolution / voxel size there instead of the
+    simulator's own ranges (3-6 A; 0.8 A to resolution / 2.5, at most 1.4 A)."""
     from deepemhancer.evaluation.validation_simulator import simulate
     from deepemhancer.training.prepare import read_manifest
     if not os.path.isdir(models_dir):
@@ -141,7 +145,9 @@ def validation_cases(models_dir: str, count: int, workdir: str, seed: int = 0) -
     cases = []
     for k in range(count):
         path = tests[k % len(tests)]
-        pair = simulate(path, seed=seed + 7 * k)
+        draw = np.random.default_rng(seed + 7 * k)
+        d = None if resolution is None else float(draw.uniform(*resolution))
+        pair = simulate(path, seed=seed + 7 * k, resolution=d, voxel=None if voxel is None else draw.uniform(*voxel))
         grid = MapGrid(pair.half1.shape, (pair.voxel_size,) * 3)
         files = {}
         for i, h in enumerate((pair.half1, pair.half2), 1):
@@ -273,6 +279,12 @@ def _main(argv, workdir: str) -> int:
     p.add_argument("--no-real", action="store_true")
     p.add_argument("--sim2", type=int, default=0, metavar="N",
                    help="also N pairs from the second, independent simulator on the test split of --models-dir")
+    p.add_argument("--sim2-resolution", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="draw the second simulator's resolutions in LO-HI A (default: its own 3-6 A); e.g. 2.2 3.0 "
+                        "for high-resolution maps, whose voxels are then 0.8-1.2 A")
+    p.add_argument("--sim2-voxel", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="draw the second simulator's voxel sizes in LO-HI A (e.g. 0.6 0.75, as high-resolution "
+                        "data are often collected)")
     p.add_argument("--models-dir", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "atomic_models"))
     p.add_argument("--locscale", action="store_true",
                    help="LocScale 2 model-free baseline (half-map cases; skipped with a notice when not installed)")
@@ -289,7 +301,8 @@ def _main(argv, workdir: str) -> int:
 
     cases = synthetic_cases(args.pairs, args.max_synthetic)
     if args.sim2:
-        cases += validation_cases(args.models_dir, args.sim2, workdir, args.seed)
+        cases += validation_cases(args.models_dir, args.sim2, workdir, args.seed, args.sim2_resolution,
+                                  args.sim2_voxel)
     if not args.no_real:
         if os.path.isdir(args.real_data):
             cases += real_cases(args.real_data, workdir, args.seed)

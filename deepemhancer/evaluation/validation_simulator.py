@@ -119,12 +119,13 @@ def _crossing(freq, curve, threshold=0.143):
     return 1 / freq[below[0] + 1] if below.size else 1 / freq[-1]
 
 
-def simulate(path: str, seed: int, resolution: float | None = None) -> ValidationPair:
-    """One validation pair from the atomic model at ``path``."""
+def simulate(path: str, seed: int, resolution: float | None = None, voxel: float | None = None) -> ValidationPair:
+    """One validation pair from the atomic model at ``path`` (``resolution``, ``voxel`` in A: given, or drawn)."""
     rng = np.random.default_rng(seed)
     xyz, weights, b = read_atoms(path)
     d = float(resolution or rng.uniform(3.0, 6.0))
-    voxel = float(rng.uniform(0.8, min(1.4, d / 2.5)))
+    drawn_voxel = float(rng.uniform(0.8, min(1.4, d / 2.5)))   # drawn either way: the later draws stay the same
+    voxel = float(voxel or drawn_voxel)
     xyz = (xyz - xyz.mean(0)) @ Rotation.random(random_state=rng).as_matrix().T
     size = float(np.ptp(xyz, axis=0).max())
     margin = max(8.0, rng.uniform(0.25, 0.5) * size)     # boxes of 1.5-2x the particle, as usual
