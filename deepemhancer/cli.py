@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("-p", "--processingType", default="tightTarget",
                        choices=["tightTarget", "wideTarget", "highRes"],
                        help="model: tightTarget (default, tight mask), wideTarget (conservative, wider mask), "
-                            "highRes (maps better than 4 A; with half maps better than that, tightTarget prints "
+                            "highRes (maps better than 3 A; with half maps better than that, tightTarget prints "
                             "a note advising it). Default: %(default)s")
     model.add_argument("--noiseStats", nargs=2, type=float, metavar=("NOISE_MEAN", "NOISE_STD"),
                        help="solvent noise mean and SD in map units; default: measured automatically")

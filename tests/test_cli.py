@@ -55,8 +55,8 @@ def test_half_maps_on_a_placed_non_cubic_map_keep_the_grid(tmp_path, small_model
     assert grid_out.voxel_size == pytest.approx(grid.voxel_size) and np.all(np.isfinite(result))
 
 
-def test_half_maps_better_than_4_a_get_the_advice_to_try_highres(tmp_path, small_models_dir, capsys):
-    """The default tightTarget on 2.8 A halves prints the highRes advice; wideTarget, or 8 A halves, do not."""
+def test_half_maps_better_than_3_a_get_the_advice_to_try_highres(tmp_path, small_models_dir, capsys):
+    """The default tightTarget on 2.9 A halves prints the highRes advice; wideTarget, 3.5 A or 7 A halves do not."""
     data, grid = read_map(data_path("emd_21457_seg.mrc"))
     rng = np.random.default_rng(1)
 
@@ -71,8 +71,9 @@ def test_half_maps_better_than_4_a_get_the_advice_to_try_highres(tmp_path, small
 
     advice = [line for line in run(1.0, []).splitlines() if "try -p highRes" in line]
     assert len(advice) == 1, advice
-    assert 2.0 < float(re.search(r"the half maps reach ([0-9.]+) A", advice[0]).group(1)) < 4.0
+    assert 2.0 < float(re.search(r"the half maps reach ([0-9.]+) A", advice[0]).group(1)) < 3.0
     assert "highRes" not in run(1.0, ["-p", "wideTarget"])
+    assert "highRes" not in run(2.0, [])
     assert "highRes" not in run(8.0, [])
 
 
