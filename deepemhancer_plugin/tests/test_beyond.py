@@ -22,7 +22,7 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from ..constants import INPUT_SEPARATE_HALVES, INPUT_VOLUME, MODEL_CUSTOM
 from ..protocols import DeepEMhancerProtPostProcess, outputs
 from ..viewers import DeepEMhancerViewer
-from ..viewers.viewer_postprocess import CONFIDENCE_PALETTE
+from ..viewers.viewer_postprocess import CONFIDENCE_PALETTE, ERASED_COLOR
 from . import BOX, HALF1, HALF2, ORIGIN, SAMPLING, ImportMixin, dataFile, makeTinyModel, readMap
 
 # PDB 5me2 (ATOM/HETATM records), fitted in EMD-3488: its haems are the "ligands" --protectModel keeps.
@@ -185,6 +185,29 @@ class TestDeepEMhancerBeyond(BaseTest, ImportMixin):
         x, y, z = ORIGIN
         self.assertIn("volume #6 voxelSize %f origin %0.2f,%0.2f,%0.2f" % (SAMPLING, x, y, z), text)
         self.assertLess(text.index("color sample"), text.index("tile #4,5"))
+
+    def test_viewer_draws_erased_regions_in_red(self):
+        """The erased-density mask goes on the input in red exactly when the engine reported missing regions."""
+        prot = self.beyond()
+        viewer = DeepEMhancerViewer(project=self.proj, protocol=prot)
+        mask = os.path.abspath(prot.getErasedDensityMask().getFileName())
+        reported = prot.getRunSummary()
+        for regions in ([], [{"volume_A3": 800, "voxel_xyz": [20.0, 26.0, 22.0], "strength_sd": 4.0}]):
+            # the engine's report, with and without a region (which one a tiny untrained model gives is chance)
+            prot.getRunSummary = lambda: dict(reported, missing_regions=regions)
+            try:
+                text = open(viewer.writeChimeraScript()).read()
+            finally:
+                del prot.getRunSummary
+            # halves #2, #3 -> average #4; output #5; confidence #6; erased mask #7, placed with the input
+            self.assertEqual("open %s" % mask in text, bool(regions))
+            if regions:
+                x, y, z = ORIGIN
+                for expected in ("volume #7 voxelSize %f origin %0.2f,%0.2f,%0.2f" % (SAMPLING, x, y, z),
+                                 "volume #7 style surface level 0.5 color %s" % ERASED_COLOR,
+                                 "view position #7 sameAsModels #4"):
+                    self.assertIn(expected, text)
+                self.assertLess(text.index("tile #4,5"), text.index("view position #7"))
 
     def test_viewer_slices_with_confidence_row(self):
         from PIL import Image
