@@ -60,9 +60,10 @@ MODEL_HELP = ("tightTarget (default): removes solvent, detergent and unmodelled 
               "resolution, density the atomic model does not explain (micelles, lipids, glycans): on simulated maps "
               "with such density it keeps a median 92.3 %% of the input's significant 6 A density, tightTarget "
               "88.0 %%; on three depositor-masked real maps made into noisy half maps it keeps 93.8-98.2 %% of the "
-              "model's atoms inside its contour (tightTarget 93.3-99.0 %%). highRes: sharpens more, for maps better "
-              "than about 4 A: on two such real maps its FSC0.5 against the model is 3.37 / 2.53 A (EMD-3488, "
-              "3.4 A; EMD-20026, 2.8 A), tightTarget's 3.33 / 2.58 A, LocScale 2's 3.39 / 2.62 A. Where density "
+              "model's atoms inside its contour (tightTarget 93.4-98.8 %%). highRes: sharpens more, for maps better "
+              "than about 3 A: on the real 2.8 A map (EMD-20026) its FSC0.5 against the model is 2.53 A, "
+              "tightTarget's 2.56 A, LocScale 2's 2.62 A, and it beat tightTarget on all 8 simulated maps at "
+              "2.5-2.9 A; at 3-4 A tightTarget is as sharp and cleaner. Where density "
               "must be kept whatever the model does (ligands, lipids), use a protect mask or model (next tab). "
               "Custom: a model file you give (flag --deepLearningModelPath); otherwise flag -p. The model card (%s) "
               "has the per-map tables.")
@@ -117,7 +118,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                            "(flag --noiseStats). Binary mask: a mask of the molecule (flag -m), processed with "
                            "the masked model (tightTarget's network fine-tuned on mask-normalised maps; with "
                            "RELION's automatic mask it reaches FSC0.5 3.33 / 2.64 / 3.56 A on three real maps "
-                           "against tightTarget's 3.33 / 2.58 / 3.51 A without one: see the model card).")
+                           "against tightTarget's 3.32 / 2.56 / 3.52 A without one: see the model card).")
         form.addParam("noiseMean", params.FloatParam, default=0.0,
                       condition="normalization == %d" % NORM_STATS, label="Noise mean",
                       help="Mean of the solvent noise, in map units (flag --noiseStats MEAN STD).")
