@@ -61,7 +61,7 @@ MODEL_HELP = ("tightTarget (default): removes solvent, detergent and unmodelled 
               "with such density it keeps a median 92.3 %% of the input's significant 6 A density, tightTarget "
               "88.0 %%; on three depositor-masked real maps made into noisy half maps it keeps 93.8-98.2 %% of the "
               "model's atoms inside its contour (tightTarget 93.4-98.8 %%). highRes: sharpens more, for maps better "
-              "than about 3 A: on the real 2.8 A map (EMD-20026) its FSC0.5 against the model is 2.53 A, "
+              "than about 3 A: on the real 2.8 A map (EMD-20026) its FSC0.5 against the model is 2.42 A, "
               "tightTarget's 2.56 A, LocScale 2's 2.62 A, and it beat tightTarget on all 8 simulated maps at "
               "2.5-2.9 A; at 3-4 A tightTarget is as sharp and cleaner. Where density "
               "must be kept whatever the model does (ligands, lipids), use a protect mask or model (next tab). "
