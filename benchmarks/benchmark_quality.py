@@ -7,6 +7,7 @@ Cases:
     reference is the ground-truth map, the "env" columns use the simulated envelope;
   * pairs from the second, independent simulator (``--sim2 N``, :mod:`deepemhancer.evaluation.validation_simulator`,
     never used for training) on the test split of the atomic models; reference = the molecule at its B-factors;
+    ``--sim2-resolution 2.2 3.0 --sim2-voxel 0.6 0.75`` makes them high-resolution maps at fine voxels;
   * real maps from the shared data folder (EMD-3488 + 5ME2, EMD-20026 crop + 3AJO, EMD-0093 + 6GYN): the deposited
     map itself, and the deposited map blurred with B = 100 A^2 plus white noise over the whole box (the deposited
     maps are masked: the noise imitates an unmasked input), split into two noisy halves; the reference is the
@@ -24,8 +25,8 @@ Retention, outside and atoms inside: :mod:`deepemhancer.evaluation.retention`.
 Metrics: FSC 0.5 / 0.143 resolution against the reference over the whole box and inside the envelope, real-space CC
 (whole box, envelope). Prints one markdown table per case set plus medians.
 
-  python benchmarks/benchmark_quality.py [--model DIR_OR_FILE] [--pairs work-data/pairs-v2] [--sim2 10]
-      [--real-data DIR] [--locscale [--locscale-cache work-data/locscale] [--locscale-max-box 128]]
+  python benchmarks/benchmark_quality.py [--model DIR_OR_FILE] [--pairs work-data/pairs-v2] [--sim2 10
+      [--sim2-resolution LO HI] [--sim2-voxel LO HI]] [--real-data DIR] [--locscale [--locscale-cache work-data/locscale] [--locscale-max-box 128]]
       [--ours-mask relion]
 """
 
