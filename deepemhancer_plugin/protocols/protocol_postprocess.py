@@ -117,7 +117,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                            "estimated from the map. Noise statistics: give the noise mean and standard deviation "
                            "(flag --noiseStats). Binary mask: a mask of the molecule (flag -m), processed with "
                            "the masked model (tightTarget's network fine-tuned on mask-normalised maps; with "
-                           "RELION's automatic mask it reaches FSC0.5 3.33 / 2.64 / 3.56 A on three real maps "
+                           "RELION's automatic mask it reaches FSC0.5 3.33 / 2.57 / 3.50 A on three real maps "
                            "against tightTarget's 3.32 / 2.56 / 3.52 A without one: see the model card).")
         form.addParam("noiseMean", params.FloatParam, default=0.0,
                       condition="normalization == %d" % NORM_STATS, label="Noise mean",
