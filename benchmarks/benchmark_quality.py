@@ -26,8 +26,8 @@ Metrics: FSC 0.5 / 0.143 resolution against the reference over the whole box and
 (whole box, envelope). Prints one markdown table per case set plus medians.
 
   python benchmarks/benchmark_quality.py [--model DIR_OR_FILE] [--pairs work-data/pairs-v2] [--sim2 10
-      [--sim2-resolution LO HI] [--sim2-voxel LO HI]] [--real-data DIR] [--locscale [--locscale-cache work-data/locscale] [--locscale-max-box 128]]
-      [--ours-mask relion]
+      [--sim2-resolution LO HI] [--sim2-voxel LO HI]] [--real-data DIR]
+      [--locscale [--locscale-cache work-data/locscale] [--locscale-max-box 128]] [--ours-mask relion]
 """
 
 from __future__ import annotations
@@ -146,9 +146,10 @@ def validation_cases(models_dir: str, count: int, workdir: str, seed: int = 0,
     cases = []
     for k in range(count):
         path = tests[k % len(tests)]
-        draw = np.random.default_rng(seed + 7 * k)
+        pair_seed = seed + 7 * k
+        draw = np.random.default_rng(pair_seed)   # the asked ranges; the simulator draws the rest from the same seed
         d = None if resolution is None else float(draw.uniform(*resolution))
-        pair = simulate(path, seed=seed + 7 * k, resolution=d, voxel=None if voxel is None else draw.uniform(*voxel))
+        pair = simulate(path, seed=pair_seed, resolution=d, voxel=None if voxel is None else draw.uniform(*voxel))
         grid = MapGrid(pair.half1.shape, (pair.voxel_size,) * 3)
         files = {}
         for i, h in enumerate((pair.half1, pair.half2), 1):

@@ -300,11 +300,11 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                 summary += ["Engine note: %s." % note for note in run.get("notes", [])]
             if self.getOutputVolume().hasHalfMaps():
                 summary.append("Processed half maps attached to the output.")
-            for name, what in ((outputs.confidenceMap.name, "Confidence map (0..1)"),
-                               (outputs.localResolutionMap.name, "Local resolution map (A)"),
-                               (outputs.erasedDensityMask.name, "Erased-density mask (0..1)")):
-                if self.hasAttribute(name):
-                    summary.append("%s: %s." % (what, getattr(self, name).getFileName()))
+            for output, what in ((self.getConfidenceMap(), "Confidence map (0..1)"),
+                                 (self.getLocalResolutionMap(), "Local resolution map (A)"),
+                                 (self.getErasedDensityMask(), "Erased-density mask (0..1)")):
+                if output is not None:
+                    summary.append("%s: %s." % (what, output.getFileName()))
             if os.path.exists(self.getEvaluationReport()):
                 summary.append("Evaluation report: %s." % self.getEvaluationReport())
         return summary
