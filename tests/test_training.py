@@ -169,6 +169,31 @@ def test_keep_weight_charges_a_shortfall_only_where_the_target_has_density(prepa
     assert json.loads((run / "config.json").read_text())["keep_weight"] == 1.0
 
 
+def test_shell_correlation_loss_scores_detail_not_scale(prepared, tmp_path):
+    import keras
+    from scipy import ndimage
+    from deepemhancer.training.cli import main
+    from deepemhancer.training.train import shell_correlation_loss
+    rng = np.random.default_rng(3)
+    target = ndimage.gaussian_filter(rng.normal(size=(4, 16, 16, 16, 1)), (0, 1, 1, 1, 0)).astype(np.float32)
+    target[3] = 0.0                                                  # a solvent cube: no density, not counted
+    noise = rng.normal(size=target.shape).astype(np.float32)
+    assert shell_correlation_loss(target, 2.5 * target, np) == pytest.approx(0.0, abs=1e-6)   # blind to scale
+    unrelated = shell_correlation_loss(target, noise, np)
+    assert 0.8 < unrelated < 1.2                                      # no correlation in any shell
+    assert shell_correlation_loss(target, target + 0.5 * noise, np) < unrelated
+    as_tensor = keras.ops.convert_to_numpy(shell_correlation_loss(keras.ops.convert_to_tensor(target),
+                                                                  keras.ops.convert_to_tensor(noise), keras.ops))
+    assert float(as_tensor) == pytest.approx(unrelated, rel=1e-4)    # training and validation: the same objective
+    run = tmp_path / "run"
+    assert main(["fit", "--pairs", str(prepared), "-o", str(run), "--filters", "4,8", "--cube", "16", "--batch",
+                 "2", "--steps-per-epoch", "2", "--val-cubes", "4", "--epochs", "1", "--shell-weight", "0.1",
+                 "--quiet"]) == 0
+    (row,) = _rows(run / "log.csv")
+    assert float(row["val_loss"]) > float(row["val_mae"]) > 0
+    assert json.loads((run / "config.json").read_text())["shell_weight"] == 0.1
+
+
 def test_noise_cubes_have_zero_targets_and_the_asked_noise_level(prepared):
     from deepemhancer.training.train import TrainConfig, correlated_noise, load_split, make_batch
     rng = np.random.default_rng(1)

@@ -70,6 +70,9 @@ def _add_fit(sub):
     p.add_argument("--keep-weight", type=float, default=0.0,
                    help="extra cost of an output below the target where the target has density (loss: MAE + W x "
                         "mean shortfall there), against erasing weak modelled density (default 0: plain MAE)")
+    p.add_argument("--shell-weight", type=float, default=0.0,
+                   help="weight of a per-cube FSC term (mean over Fourier shells of 1 - the output's correlation "
+                        "with the target), for detail that MAE hardly sees (default 0: off)")
     p.add_argument("--signal-fraction", type=float, default=None,
                    help="fraction of cubes centred on the molecule (default: 0.75, highRes 0.9)")
     p.add_argument("--noise-cubes", type=float, default=0.0,
@@ -152,7 +155,7 @@ def main(argv=None) -> int:
                 convs_per_block=args.convs_per_block, norm_layer=args.norm_layer, input_gain=args.input_gain,
                 cube=args.cube, batch=args.batch, epochs=args.epochs,
                 steps_per_epoch=args.steps_per_epoch, val_cubes=args.val_cubes, lr=args.lr,
-                keep_weight=args.keep_weight, seed=args.seed,
+                keep_weight=args.keep_weight, shell_weight=args.shell_weight, seed=args.seed,
                 signal_fraction=args.signal_fraction, noise_cubes=args.noise_cubes,
                 noise_augment=args.noise_augment, noise_sd=tuple(args.noise_sd),
                 noise_blur=tuple(args.noise_blur), mask_dilation=tuple(args.mask_dilation),
