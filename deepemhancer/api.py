@@ -99,10 +99,10 @@ HIGHRES_ADVICE_RESOLUTION = 3.0
 def highres_advice(half1: np.ndarray, half2: np.ndarray, voxel_xyz) -> str | None:
     """A note advising highRes when the half maps are better than :data:`HIGHRES_ADVICE_RESOLUTION`, else None.
 
-    Why (model card, "High-resolution maps"): better than 3 A, the shipped highRes gave the better in-envelope FSC0.5
-    than the shipped tightTarget on the real 2.8 A map (2.17 against 2.54 A, CC 0.640 against 0.591) and on all 8
-    maps of the second simulator at 2.5-2.9 A (by 0.15-0.22 A); at 3-4 A it was better on 1 map of 8 (by 0.02 A)
-    and the tightTarget kept the higher CC on 7 (the original's documentation said 4 A, for its own models).
+    Why (model card, "High-resolution maps"; the current figures: ``deepemhancer/models/measured.json``): better than
+    3 A the shipped highRes gives the better in-envelope FSC0.5 than the shipped tightTarget on the real 2.8 A map
+    and on the second simulator's 2.2-3.0 A maps, at 3-6 A rarely (the original's documentation said 4 A, for its
+    own models).
     """
     resolution = halfmap_resolution(half1, half2, voxel_xyz)
     if resolution >= HIGHRES_ADVICE_RESOLUTION:

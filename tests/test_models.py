@@ -71,3 +71,18 @@ def test_shipped_models_load_when_present():
         loaded = load_model(os.path.join(PACKAGE_MODELS_DIR, name))
         assert loaded.metadata.voxel_size > 0 and loaded.metadata.cube_size % 8 == 0
         assert loaded.metadata.training, f"{name} lacks its training provenance"
+
+
+def test_quoted_figures_are_generated_from_the_shipped_models_evaluations():
+    """README's model paragraph and the Scipion form's help quote deepemhancer/models/measured.json, which
+    benchmarks/shipped_numbers.py computes from the evaluations that each shipped model's metadata names: after a
+    model is shipped, a stale figure fails here until the script is rerun."""
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("shipped_numbers",
+                                                  os.path.join(root, "benchmarks", "shipped_numbers.py"))
+    shipped_numbers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shipped_numbers)
+    for kind, roles in shipped_numbers.evaluations().items():
+        assert roles.get("main"), f"{kind}: its metadata names no evaluation"
+    assert shipped_numbers.main(["--check"]) == 0

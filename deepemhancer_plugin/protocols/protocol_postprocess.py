@@ -54,19 +54,27 @@ EVALUATION_FOLDER = "evaluation"
 EVALUATION_PNG = "report.png"
 # The second tab: what tells the user which regions to trust, keeps what the network would remove, and scores it.
 TRUST_TAB = "Confidence, protection & evaluation"
-# When to choose which model (numbers from deepemhancer/models/MODEL_CARD.md, measured on maps never trained on).
+# The shipped models' headline figures, generated from their evaluations (maps never trained on) by
+# benchmarks/shipped_numbers.py, so that the help below never quotes a model that is no longer shipped.
+MODEL_CARD = os.path.join("deepemhancer", "models", "MODEL_CARD.md")
+with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "deepemhancer", "models", "measured.json")) as _measured:
+    MEASURED = json.load(_measured)
+# When to choose which model.
 MODEL_HELP = ("tightTarget (default): removes solvent, detergent and unmodelled density tightly around the "
               "molecule, keeping every modelled region at its local resolution. wideTarget: also keeps, at low "
               "resolution, density the atomic model does not explain (micelles, lipids, glycans): on simulated maps "
-              "with such density it keeps a median 92.3 %% of the input's significant 6 A density, tightTarget "
-              "88.0 %%; on three depositor-masked real maps made into noisy half maps it keeps 93.8-98.2 %% of the "
-              "model's atoms inside its contour (tightTarget 93.4-98.8 %%). highRes: sharpens more, for maps better "
-              "than about 3 A: on the real 2.8 A map (EMD-20026) its FSC0.5 against the model is 2.42 A, "
-              "tightTarget's 2.56 A, LocScale 2's 2.62 A, and it beat tightTarget on all 8 simulated maps at "
-              "2.5-2.9 A; at 3-4 A tightTarget is as sharp and cleaner. Where density "
+              "with such density it keeps a median {wide_test_retention} % of the input's significant 6 A density, "
+              "tightTarget {tight_test_retention} %; on three depositor-masked real maps made into noisy half maps "
+              "it keeps {wide_real_atoms} % of the model's atoms inside its contour (tightTarget "
+              "{tight_real_atoms} %). highRes: sharpens more, for maps better than about 3 A: on the real 2.8 A map "
+              "(EMD-20026) its FSC0.5 against the model is {highres_20026_fsc} A, tightTarget's {tight_20026_fsc} A, "
+              "LocScale 2's {locscale_20026_fsc} A, and it beat tightTarget on {highres_sim2hr_wins} simulated maps "
+              "at 2.2-3.0 A, but at 3-6 A only {highres_sim2_wins}: there tightTarget is as sharp and cleaner. "
+              "Where density "
               "must be kept whatever the model does (ligands, lipids), use a protect mask or model (next tab). "
-              "Custom: a model file you give (flag --deepLearningModelPath); otherwise flag -p. The model card (%s) "
-              "has the per-map tables.")
+              "Custom: a model file you give (flag --deepLearningModelPath); otherwise flag -p. The model card "
+              "({card}) has the per-map tables.").format(card=MODEL_CARD, **MEASURED)
 
 
 class DeepEMhancerProtPostProcess(ProtAnalysis3D):
@@ -117,8 +125,9 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                            "estimated from the map. Noise statistics: give the noise mean and standard deviation "
                            "(flag --noiseStats). Binary mask: a mask of the molecule (flag -m), processed with "
                            "the masked model (tightTarget's network fine-tuned on mask-normalised maps; with "
-                           "RELION's automatic mask it reaches FSC0.5 3.33 / 2.57 / 3.50 A on three real maps "
-                           "against tightTarget's 3.32 / 2.56 / 3.52 A without one: see the model card).")
+                           "RELION's automatic mask it reaches FSC0.5 {masked_real_fsc} A on three real maps "
+                           "against tightTarget's {tight_real_fsc} A without one: see the model card)."
+                           .format(**MEASURED))
         form.addParam("noiseMean", params.FloatParam, default=0.0,
                       condition="normalization == %d" % NORM_STATS, label="Noise mean",
                       help="Mean of the solvent noise, in map units (flag --noiseStats MEAN STD).")
@@ -132,7 +141,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
 
         form.addParam("modelType", params.EnumParam, choices=MODEL_CHOICES, default=MODEL_TIGHT,
                       condition="normalization != %d" % NORM_MASK, label="Model",
-                      help=MODEL_HELP % os.path.join("deepemhancer", "models", "MODEL_CARD.md"))
+                      help=MODEL_HELP)
         form.addParam("customMaskedModel", params.BooleanParam, default=False,
                       condition="normalization == %d" % NORM_MASK, label="Custom masked model?",
                       help="With a binary mask the installed masked model is used unless you give a model file.")
