@@ -386,6 +386,28 @@ def test_draw_params_covers_the_randomised_recipe():
     assert 0.78 < len(solvent) / 300 < 0.92 and 0.25 <= min(solvent) and max(solvent) <= 0.7
 
 
+def test_solvent_share_zero_makes_the_in_vacuo_maps_of_before_step_4b():
+    """The solvent draws come last: share 0 changes nothing else of a seed's recipe, so folders prepared before
+    step 4b (the in-vacuo pairs of campaigns v1-v2) are made again exactly."""
+    from dataclasses import asdict
+    for k in range(20):
+        with_solvent = asdict(sm.draw_params(np.random.default_rng(k), k))
+        in_vacuo = asdict(sm.draw_params(np.random.default_rng(k), k, solvent_share=0.0))
+        assert in_vacuo["solvent_fraction"] == 0.0
+        differ = {key for key in in_vacuo if in_vacuo[key] != with_solvent[key]}
+        assert differ <= {"solvent_fraction", "solvent_radius", "solvent_b"}
+
+
+def test_prepare_refuses_another_solvent_share_in_the_same_folder(prepared):
+    from deepemhancer.training.cli import main
+    models = prepared.parent / "models"
+    assert json.loads((prepared / "index.json").read_text())["solvent_share"] == 0.85
+    before = (prepared / "index.json").read_text()
+    assert main(["prepare", "--models", str(models), "-o", str(prepared), "--variants", "train=2,val=1",
+                 "--resolution", "3", "5", "--mrc-splits", "val", "--solvent-share", "0"]) == 2
+    assert (prepared / "index.json").read_text() == before
+
+
 def test_displaced_solvent_weakens_low_resolutions_of_the_input_only(atoms):
     """Step 4b: the molecule's mean density drops by the solvent fraction, the low resolutions of the half maps
     lose amplitude as in real maps (60-20 A: about half at f = 0.55) while 6-4 A keeps it, and the targets (model

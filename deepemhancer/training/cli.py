@@ -39,6 +39,9 @@ def _add_prepare(sub):
     p.add_argument("--mrc-splits", default="val,test",
                    help="splits for which half maps/ground truth are also written as MRC (default %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="only the first N jobs (quick tests)")
+    p.add_argument("--solvent-share", type=float, default=0.85,
+                   help="fraction of maps showing the ice the molecule displaced (simulator step 4b; default "
+                        "%(default)s; 0: in-vacuo maps, as every map made before that step)")
 
 
 def _add_fit(sub):
@@ -144,7 +147,7 @@ def main(argv=None) -> int:
                 path = prepare.prepare_simulated(args.models, args.output, variants=variants, seed=args.seed,
                                                  resolution_range=tuple(args.resolution), workers=args.workers,
                                                  mrc_splits=tuple(s for s in args.mrc_splits.split(",") if s),
-                                                 limit=args.limit)
+                                                 limit=args.limit, solvent_share=args.solvent_share)
             else:
                 path = prepare.prepare_real(args.real_pairs, args.output, split=args.split)
             print(f"index: {path}")

@@ -45,6 +45,7 @@ class Job:
     seed: int
     resolution_range: tuple
     write_mrc: bool
+    solvent_share: float = sm.SOLVENT_SHARE
 
 
 def read_manifest(folder: str) -> list[tuple[str, str, int]]:
@@ -62,7 +63,8 @@ def read_manifest(folder: str) -> list[tuple[str, str, int]]:
 
 
 def make_jobs(models: list[tuple[str, str, int]], variants: dict[str, int], seed: int, resolution_range=(2.5, 7.0),
-              mrc_splits=("val", "test"), big_residues: int = 3000) -> list[Job]:
+              mrc_splits=("val", "test"), big_residues: int = 3000,
+              solvent_share: float = sm.SOLVENT_SHARE) -> list[Job]:
     """One job per (structure, variant); structures bigger than ``big_residues`` get 3x the variants (crops)."""
     jobs = []
     for path, split, n_res in models:
@@ -70,7 +72,7 @@ def make_jobs(models: list[tuple[str, str, int]], variants: dict[str, int], seed
         name = os.path.basename(path).split(".")[0]
         for k in range(count):
             job_seed = zlib.crc32(f"{name}:{k}:{seed}".encode()) & 0x7FFFFFFF
-            jobs.append(Job(path, split, k, job_seed, tuple(resolution_range), split in mrc_splits))
+            jobs.append(Job(path, split, k, job_seed, tuple(resolution_range), split in mrc_splits, solvent_share))
     return jobs
 
 
@@ -107,7 +109,7 @@ def run_job(job: Job, out: str) -> dict:
             return json.load(f)
     atoms = sm.load_atoms(job.path)
     rng = np.random.default_rng(job.seed)
-    params = sm.draw_params(rng, job.seed, resolution_range=job.resolution_range)
+    params = sm.draw_params(rng, job.seed, resolution_range=job.resolution_range, solvent_share=job.solvent_share)
     pair = sm.simulate_pair(atoms, params)
     _save_npz(npz, **pair_arrays(pair.input_1a, pair.targets_1a, pair.masks_1a, pair.noise_stats))
     entry = pair.summary()
@@ -140,6 +142,15 @@ def write_index(out: str, entries: list[dict], extra: dict | None = None) -> str
     return path
 
 
+def _index_field(out: str, key: str):
+    """``key`` of the folder's existing index.json, or None (no index, or made before the key was recorded)."""
+    path = os.path.join(out, "index.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get(key)
+
+
 def _existing_entries(out: str) -> dict[str, dict]:
     path = os.path.join(out, INDEX)
     if not os.path.exists(path):
@@ -150,11 +161,20 @@ def _existing_entries(out: str) -> dict[str, dict]:
 
 def prepare_simulated(models_dir: str, out: str, *, variants: dict[str, int], seed: int = 0,
                       resolution_range=(2.5, 7.0), workers: int = 1, mrc_splits=("val", "test"),
-                      limit: int | None = None, log=print) -> str:
-    """Simulate pairs for every structure of ``models_dir`` (split from its MANIFEST.tsv) into ``out``."""
+                      limit: int | None = None, solvent_share: float = sm.SOLVENT_SHARE, log=print) -> str:
+    """Simulate pairs for every structure of ``models_dir`` (split from its MANIFEST.tsv) into ``out``.
+
+    ``out`` is a cache (existing pairs are kept), so it refuses a ``solvent_share`` other than the one its pairs were
+    made with; folders made before the share was recorded hold in-vacuo pairs only when made before step 4b."""
     os.makedirs(out, exist_ok=True)
+    made_with = _index_field(out, "solvent_share")
+    if made_with is not None and made_with != solvent_share:
+        raise InputError(f"{out} holds pairs made with --solvent-share {made_with}; give another output folder for "
+                         f"--solvent-share {solvent_share}.")
     models = read_manifest(models_dir)
-    jobs = make_jobs(models, variants, seed, resolution_range, mrc_splits)
+    jobs = make_jobs(models, variants, seed, resolution_range, mrc_splits, solvent_share=solvent_share)
+    recipe = {"models_dir": os.path.abspath(models_dir), "seed": seed, "resolution_range": list(resolution_range),
+              "solvent_share": solvent_share}
     if limit:
         jobs = jobs[:limit]
     entries = _existing_entries(out)
@@ -180,9 +200,8 @@ def prepare_simulated(models_dir: str, out: str, *, variants: dict[str, int], se
             log(f"[{done}/{len(jobs)}] {e['split']} {e['name']} d={e['fsc_resolution']:.2f} A "
                 f"v={e['voxel_size']:.2f} A shape={e['shape_1a']}")
             if done % 10 == 0:
-                write_index(out, list(entries.values()))
-    return write_index(out, list(entries.values()), {"models_dir": os.path.abspath(models_dir), "seed": seed,
-                                                     "resolution_range": list(resolution_range)})
+                write_index(out, list(entries.values()), recipe)
+    return write_index(out, list(entries.values()), recipe)
 
 
 def prepare_real(folder: str, out: str, *, split: str = "train", log=print) -> str:

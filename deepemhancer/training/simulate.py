@@ -153,9 +153,15 @@ class SimulationParams:
             raise ValueError(f"unknown noise model {self.noise_model!r}; choose one of {', '.join(NOISE_MODELS)}")
 
 
+#: Fraction of simulated maps with displaced solvent (step 4b), by default.
+SOLVENT_SHARE = 0.85
+
+
 def draw_params(rng: np.random.Generator, seed: int, resolution_range=(2.5, 7.0),
-                voxel_range=(0.6, 1.8)) -> SimulationParams:
-    """Draw the random recipe of one map (see the module docstring for the distributions)."""
+                voxel_range=(0.6, 1.8), solvent_share: float = SOLVENT_SHARE) -> SimulationParams:
+    """Draw the random recipe of one map (see the module docstring for the distributions); ``solvent_share``: the
+    fraction of maps given displaced solvent (step 4b; 0 makes the in-vacuo maps of before that step: the solvent
+    draws come last, so every other choice of a seed is the same)."""
     d = float(rng.uniform(*resolution_range))
     vmax = max(voxel_range[0], min(voxel_range[1], d / 2.2))
     u = np.clip((d - 2.5) / 4.5 + rng.normal(0, 0.25), 0, 1)
@@ -184,7 +190,7 @@ def draw_params(rng: np.random.Generator, seed: int, resolution_range=(2.5, 7.0)
         sharpened_b=float(rng.uniform(0.5, 1.0)) * b_global if rng.random() < 0.15 else 0.0,
         depositor_mask=bool(rng.random() < 0.2), zero_faces=int(rng.integers(1, 4)) if rng.random() < 0.15 else 0,
         rotation=[float(q) for q in Rotation.random(random_state=rng).as_quat()],
-        solvent_fraction=float(rng.uniform(0.25, 0.7)) if rng.random() < 0.85 else 0.0,
+        solvent_fraction=float(rng.uniform(0.25, 0.7)) if rng.random() < solvent_share else 0.0,
         solvent_radius=float(rng.uniform(2.2, 3.0)), solvent_b=float(rng.uniform(20, 80)))
 
 
