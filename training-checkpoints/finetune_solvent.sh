@@ -9,6 +9,8 @@
 #     --variants train=4,val=2,test=0 --seed 5 --workers 2 --mrc-splits val                   # 352 pairs
 #   deepemhancer-train prepare --models ../shared/data/atomic_models -o work-data/pairs-hr3 \
 #     --variants train=2,val=1 --resolution 2.0 3.3 --seed 6 --workers 2 --mrc-splits ""     # 176 pairs
+# and, for the "mixed" runs (--pairs work-data/pairs-v3 work-data/pairs-hr3 work-data/pairs-v2), train_v2.sh's in-vacuo
+# pairs-v2 (its prepare command has --solvent-share 0: without it, pairs-v2 would carry solvent too).
 set -e
 kind=${1:?usage: $0 tightTarget|wideTarget|highRes|masked}
 init=deepemhancer/models/deepemhancer_$kind.json

@@ -8,7 +8,7 @@
 # RUN=folder names another run; flags after the kind override these (finetune_v2hr.sh uses both).
 # Run from the repository root after
 #   deepemhancer-train prepare --models ../shared/data/atomic_models -o work-data/pairs-v2 \
-#     --variants train=6,val=2,test=2 --seed 2
+#     --variants train=6,val=2,test=2 --seed 2 --solvent-share 0   # in vacuo: the maps made before step 4b
 set -e
 kind=${1:?usage: $0 tightTarget|wideTarget|highRes}
 run=${RUN:-training-checkpoints/run_$(echo "$kind" | sed 's/Target//; s/highRes/highres/')_v2}
