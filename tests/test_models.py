@@ -66,7 +66,8 @@ def test_weights_that_do_not_fit_are_a_clear_error(tmp_path, small_models_dir):
 
 def test_shipped_models_load_when_present():
     """Every model shipped in the package loads and has complete metadata."""
-    shipped = [f for f in os.listdir(PACKAGE_MODELS_DIR) if f.endswith(".json")]
+    shipped = [f for f in os.listdir(PACKAGE_MODELS_DIR) if f.startswith("deepemhancer_") and f.endswith(".json")]
+    assert len(shipped) == 4                      # tightTarget, wideTarget, highRes, masked (beside measured.json)
     for name in shipped:
         loaded = load_model(os.path.join(PACKAGE_MODELS_DIR, name))
         assert loaded.metadata.voxel_size > 0 and loaded.metadata.cube_size % 8 == 0

@@ -148,9 +148,21 @@ def test_fit_writes_csv_checkpoint_and_resumes(prepared, tmp_path):
     assert -1 <= float(row["cc_output"]) <= 1 and 0.3 < float(row["cc_input"]) < 1
 
 
+def _fit_with_loss_term(prepared, tmp_path, setting: str, value: float) -> None:
+    """A tiny real run with one extra loss term: its validation loss (the same objective) exceeds the MAE, and the
+    run's config records the setting."""
+    from deepemhancer.training.cli import main
+    run = tmp_path / "run"
+    assert main(["fit", "--pairs", str(prepared), "-o", str(run), "--filters", "4,8", "--cube", "16", "--batch",
+                 "2", "--steps-per-epoch", "2", "--val-cubes", "4", "--epochs", "1",
+                 "--" + setting.replace("_", "-"), str(value), "--quiet"]) == 0
+    (row,) = _rows(run / "log.csv")
+    assert float(row["val_loss"]) > float(row["val_mae"]) > 0
+    assert json.loads((run / "config.json").read_text())[setting] == value
+
+
 def test_keep_weight_charges_a_shortfall_only_where_the_target_has_density(prepared, tmp_path):
     import keras
-    from deepemhancer.training.cli import main
     from deepemhancer.training.train import keep_loss
     target = np.array([0.0, 0.0, 1.0, 2.0], np.float32)           # solvent, solvent, weak and strong density
     for weight in (0.0, 1.0):
@@ -160,19 +172,12 @@ def test_keep_weight_charges_a_shortfall_only_where_the_target_has_density(prepa
         tensor = keras.ops.convert_to_numpy(keep_loss(keras.ops.convert_to_tensor(target),
                                                       keras.ops.convert_to_tensor(target - 0.5), weight, keras.ops))
         assert float(tensor) == pytest.approx(below)               # training and validation use the same objective
-    run = tmp_path / "run"
-    assert main(["fit", "--pairs", str(prepared), "-o", str(run), "--filters", "4,8", "--cube", "16", "--batch",
-                 "2", "--steps-per-epoch", "2", "--val-cubes", "4", "--epochs", "1", "--keep-weight", "1",
-                 "--quiet"]) == 0
-    (row,) = _rows(run / "log.csv")
-    assert float(row["val_loss"]) > float(row["val_mae"]) > 0
-    assert json.loads((run / "config.json").read_text())["keep_weight"] == 1.0
+    _fit_with_loss_term(prepared, tmp_path, "keep_weight", 1.0)
 
 
 def test_shell_correlation_loss_scores_detail_not_scale(prepared, tmp_path):
     import keras
     from scipy import ndimage
-    from deepemhancer.training.cli import main
     from deepemhancer.training.train import shell_correlation_loss
     rng = np.random.default_rng(3)
     target = ndimage.gaussian_filter(rng.normal(size=(4, 16, 16, 16, 1)), (0, 1, 1, 1, 0)).astype(np.float32)
@@ -185,13 +190,7 @@ def test_shell_correlation_loss_scores_detail_not_scale(prepared, tmp_path):
     as_tensor = keras.ops.convert_to_numpy(shell_correlation_loss(keras.ops.convert_to_tensor(target),
                                                                   keras.ops.convert_to_tensor(noise), keras.ops))
     assert float(as_tensor) == pytest.approx(unrelated, rel=1e-4)    # training and validation: the same objective
-    run = tmp_path / "run"
-    assert main(["fit", "--pairs", str(prepared), "-o", str(run), "--filters", "4,8", "--cube", "16", "--batch",
-                 "2", "--steps-per-epoch", "2", "--val-cubes", "4", "--epochs", "1", "--shell-weight", "0.1",
-                 "--quiet"]) == 0
-    (row,) = _rows(run / "log.csv")
-    assert float(row["val_loss"]) > float(row["val_mae"]) > 0
-    assert json.loads((run / "config.json").read_text())["shell_weight"] == 0.1
+    _fit_with_loss_term(prepared, tmp_path, "shell_weight", 0.1)
 
 
 def test_noise_cubes_have_zero_targets_and_the_asked_noise_level(prepared):
