@@ -29,8 +29,9 @@ Recipe (the paper's, scaled to what the machine affords):
   the product is judged by, which MAE hardly sees at high resolution. The validation loss (checkpoint choice,
   learning-rate schedule) is the same objective.
 * **Validation.** A fixed set of cubes from the val split (same cubes every epoch): MAE, the loss (equal to the MAE
-  without ``keep_weight``), and Pearson CC with the target of the output and, for reference, of the input. One CSV
-  row per epoch in ``log.csv``.
+  without ``keep_weight`` and ``shell_weight``), and Pearson CC with the target of the output and, for reference, of
+  the input. One CSV row per epoch in ``log.csv``; its ``train_mae`` is the mean training objective of the epoch's
+  steps (the MAE only without the extra terms).
 * **Checkpoints** (``<run>/checkpoint/``): weights, optimizer variables, epoch, learning-rate schedule state and the
   sampler's RNG state, written atomically after every epoch; rerunning the same command resumes there.
 * **Seeds.** ``keras.utils.set_random_seed(seed)`` for the initial weights; cube sampling and augmentation use one
