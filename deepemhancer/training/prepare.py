@@ -142,21 +142,17 @@ def write_index(out: str, entries: list[dict], extra: dict | None = None) -> str
     return path
 
 
-def _index_field(out: str, key: str):
-    """``key`` of the folder's existing index.json, or None (no index, or made before the key was recorded)."""
-    path = os.path.join(out, "index.json")
+def _existing_index(out: str) -> dict:
+    """The folder's index (its pairs and the recipe they were made with), or an empty one."""
+    path = os.path.join(out, INDEX)
     if not os.path.exists(path):
-        return None
+        return {"pairs": []}
     with open(path) as f:
-        return json.load(f).get(key)
+        return json.load(f)
 
 
 def _existing_entries(out: str) -> dict[str, dict]:
-    path = os.path.join(out, INDEX)
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {e["file"]: e for e in json.load(f)["pairs"]}
+    return {e["file"]: e for e in _existing_index(out)["pairs"]}
 
 
 def prepare_simulated(models_dir: str, out: str, *, variants: dict[str, int], seed: int = 0,
@@ -167,7 +163,8 @@ def prepare_simulated(models_dir: str, out: str, *, variants: dict[str, int], se
     ``out`` is a cache (existing pairs are kept), so it refuses a ``solvent_share`` other than the one its pairs were
     made with; folders made before the share was recorded hold in-vacuo pairs only when made before step 4b."""
     os.makedirs(out, exist_ok=True)
-    made_with = _index_field(out, "solvent_share")
+    existing = _existing_index(out)
+    made_with = existing.get("solvent_share")  # None: made before the share was recorded
     if made_with is not None and made_with != solvent_share:
         raise InputError(f"{out} holds pairs made with --solvent-share {made_with}; give another output folder for "
                          f"--solvent-share {solvent_share}.")
@@ -177,7 +174,7 @@ def prepare_simulated(models_dir: str, out: str, *, variants: dict[str, int], se
               "solvent_share": solvent_share}
     if limit:
         jobs = jobs[:limit]
-    entries = _existing_entries(out)
+    entries = {e["file"]: e for e in existing["pairs"]}
     done = 0
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:

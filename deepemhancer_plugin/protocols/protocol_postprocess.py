@@ -57,8 +57,7 @@ TRUST_TAB = "Confidence, protection & evaluation"
 # The shipped models' headline figures, generated from their evaluations (maps never trained on) by
 # benchmarks/shipped_numbers.py, so that the help below never quotes a model that is no longer shipped.
 MODEL_CARD = os.path.join("deepemhancer", "models", "MODEL_CARD.md")
-with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                       "deepemhancer", "models", "measured.json")) as _measured:
+with open(os.path.join(enginePackageDir(), "models", "measured.json")) as _measured:
     MEASURED = json.load(_measured)
 # When to choose which model.
 MODEL_HELP = ("tightTarget (default): removes solvent, detergent and unmodelled density tightly around the "
