@@ -18,7 +18,8 @@ Cases:
 Columns: input (the map or the half-map average), auto-B (global Guinier sharpening, :mod:`deepemhancer.evaluation.
 sharpen`), RELION (``relion_mask_create`` + ``relion_postprocess --auto_bfac``, half-map cases only, when installed),
 LocScale (``--locscale``: LocScale 2 model-free, half-map cases, when the ``locscale`` command is installed by
-``benchmarks/install_locscale.sh``; skipped with a notice otherwise), ours (the real ``python -m deepemhancer``
+``benchmarks/install_locscale.sh``; skipped with a notice otherwise; ``--locscale-rows-from EVAL.json`` takes its rows
+from an earlier run's JSON instead, for the cases whose input row is identical there), ours (the real ``python -m deepemhancer``
 command with ``--model``; with ``--ours-mask relion`` also ``-m`` RELION's automatic mask, which selects the masked
 model, as a user with a mask would run it).
 Retention, outside and atoms inside: :mod:`deepemhancer.evaluation.retention`.
@@ -27,7 +28,8 @@ Metrics: FSC 0.5 / 0.143 resolution against the reference over the whole box and
 
   python benchmarks/benchmark_quality.py [--model DIR_OR_FILE] [--pairs work-data/pairs-v2] [--sim2 10
       [--sim2-resolution LO HI] [--sim2-voxel LO HI]] [--real-data DIR]
-      [--locscale [--locscale-cache work-data/locscale] [--locscale-max-box 128]] [--ours-mask relion]
+      [--locscale [--locscale-cache work-data/locscale] [--locscale-max-box 128] | --locscale-rows-from EVAL.json]
+      [--ours-mask relion]
 """
 
 from __future__ import annotations
@@ -202,6 +204,18 @@ def run_locscale(case: Case, workdir: str, cache: str | None = None,
     return data, f"{time.time() - t0:.0f} s"
 
 
+def earlier_rows(path: str, method: str) -> dict[str, tuple[dict, dict]]:
+    """Case name -> (input row, ``method``'s row) from an earlier ``--json`` run, for the cases that have both."""
+    with open(path) as fh:
+        return {r["case"]: (r["rows"]["input"], r["rows"][method]) for r in json.load(fh)
+                if "input" in r["rows"] and method in r["rows"]}
+
+
+def same_input(a: dict, b: dict) -> bool:
+    """Whether two input rows score the same map: the same case, prepared by the same code from the same seed."""
+    return all(abs(a[k] - b[k]) <= 1e-6 for k in ("FSC0.5", "FSC0.5 env", "CC", "CC env"))
+
+
 def run_ours(case: Case, model: str, workdir: str, extra: list[str]) -> tuple[np.ndarray | None, str]:
     """Run the real command; returns (map, message)."""
     out = os.path.join(workdir, case.stem + "_ours.mrc")
@@ -294,6 +308,9 @@ def _main(argv, workdir: str) -> int:
                    help="keep LocScale's output per case here and reuse it in later runs (e.g. work-data/locscale)")
     p.add_argument("--locscale-max-box", type=int, default=0, metavar="N",
                    help="run LocScale only on boxes of at most N^3 voxels (0: all)")
+    p.add_argument("--locscale-rows-from", metavar="EVAL.json",
+                   help="copy the LocScale rows of an earlier --json run (LocScale takes hours on CPU), for the cases "
+                        "whose input row is identical there; the others get none")
     p.add_argument("--no-relion", action="store_true")
     p.add_argument("--report-dir", help="also write one PNG/HTML report per case here")
     p.add_argument("--json", help="write all numbers to this JSON file")
@@ -321,6 +338,7 @@ def _main(argv, workdir: str) -> int:
         print(f"NOTE: 'ours' column unavailable: model {args.model} does not exist.")
         args.model = None
 
+    earlier_locscale = earlier_rows(args.locscale_rows_from, "LocScale") if args.locscale_rows_from else {}
     results = []   # (case, {method: row or None}, notes)
     for case in cases:
         t0 = time.time()
@@ -349,6 +367,13 @@ def _main(argv, workdir: str) -> int:
                       relion_result=relion_run, extra_maps=extra_maps, log=lambda s: None)
         notes = [n for n in ev.notes if "RELION" in n and "half maps" not in n] + notes
         rows = {s.name: s.row() for s in ev.scores}
+        if case.name in earlier_locscale and "LocScale" not in rows:
+            earlier_input, earlier_locscale_row = earlier_locscale[case.name]
+            if same_input(rows["input"], earlier_input):
+                rows["LocScale"] = earlier_locscale_row
+                notes.append(f"LocScale row from {os.path.basename(args.locscale_rows_from)} (identical input)")
+            else:
+                notes.append(f"LocScale row of {os.path.basename(args.locscale_rows_from)} not used: its input differs")
         if args.model and ours is None:
             notes.append(f"ours: {ours_msg}")
         results.append((case, rows, notes, ev))
