@@ -19,9 +19,9 @@ Columns: input (the map or the half-map average), auto-B (global Guinier sharpen
 sharpen`), RELION (``relion_mask_create`` + ``relion_postprocess --auto_bfac``, half-map cases only, when installed),
 LocScale (``--locscale``: LocScale 2 model-free, half-map cases, when the ``locscale`` command is installed by
 ``benchmarks/install_locscale.sh``; skipped with a notice otherwise; ``--locscale-rows-from EVAL.json`` takes its rows
-from an earlier run's JSON instead, for the cases whose input row is identical there), ours (the real ``python -m deepemhancer``
-command with ``--model``; with ``--ours-mask relion`` also ``-m`` RELION's automatic mask, which selects the masked
-model, as a user with a mask would run it).
+from an earlier run's JSON instead, for the cases whose input row is identical there), ours (the real
+``python -m deepemhancer`` command with ``--model``; with ``--ours-mask relion`` also ``-m`` RELION's automatic mask,
+which selects the masked model, as a user with a mask would run it).
 Retention, outside and atoms inside: :mod:`deepemhancer.evaluation.retention`.
 Metrics: FSC 0.5 / 0.143 resolution against the reference over the whole box and inside the envelope, real-space CC
 (whole box, envelope). Prints one markdown table per case set plus medians.

@@ -207,7 +207,8 @@ def test_noise_cubes_have_zero_targets_and_the_asked_noise_level(prepared):
 
 def test_zoomed_cubes_show_the_map_as_on_a_finer_grid(prepared):
     """--zoom: a cube cut at z = 1.25 shows a blob 1.25 times wider (a 0.8 A grid), input and target alike, with no
-    edge ringing; maps too small for the region give a plain cube; runs without zoom draw exactly as before."""
+    edge ringing; maps too small for the region give a plain cube; a zoom of (1, 1) draws exactly as no zoom (runs
+    made before the option resume on the same random stream), another zoom gives other cubes."""
     from deepemhancer.training.train import TrainConfig, Volume, cut_cube, load_split, make_batch
     n, sigma = 64, 3.0
     zz, yy, xx = np.mgrid[:n, :n, :n] - n // 2
@@ -233,6 +234,8 @@ def test_zoomed_cubes_show_the_map_as_on_a_finer_grid(prepared):
     plain = make_batch(vols, cfg, np.random.default_rng(5))
     again = make_batch(vols, TrainConfig(cube=16, batch=4, filters=(4, 8), zoom=(1.0, 1.0)), np.random.default_rng(5))
     assert np.array_equal(plain[0], again[0])
+    zoomed = make_batch(vols, TrainConfig(cube=16, batch=4, filters=(4, 8), zoom=(1.2, 1.3)), np.random.default_rng(5))
+    assert zoomed[0].shape == plain[0].shape and not np.allclose(zoomed[0], plain[0])
     with pytest.raises(InputError, match="zoom"):
         TrainConfig(zoom=(0.8, 1.2))
 

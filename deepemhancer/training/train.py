@@ -11,8 +11,8 @@ Recipe (the paper's, scaled to what the machine affords):
 * **Finer grids** (optional, ``zoom`` LO HI > 1): each training cube is a region of ``cube / z`` voxels (z uniform in
   LO-HI) resampled up to ``cube`` as the command resamples a map (Fourier, :mod:`deepemhancer.resample`; cut with a
   margin that takes the edge ringing), input and target alike: what the network sees when a map sampled finer than
-  1 A is worked on at its own voxels, structures 1-z times larger than on the 1 A grid. Without it a network
-  trained on 1 A alone loses on a finer grid (model card, "A finer working grid").
+  1 A is worked on at its own voxels, structures 1-z times larger than on the 1 A grid. Measured for that (model
+  card, "High-resolution maps"): on simulated high-resolution maps a finer grid lost with it as without it.
 * **Noise cubes** (optional, ``noise_cubes``): a fraction of the cubes is pure correlated Gaussian noise (SD
   log-uniform in ``noise_sd``, blur sigma in ``noise_blur``) with a target of 0. The prepared boxes are tight, so
   "empty" cubes still hold some molecule and the solvent is quieter than in many real boxes; without these a
