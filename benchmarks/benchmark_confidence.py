@@ -2,7 +2,8 @@
 
 On the synthetic test split (pairs prepared by `deepemhancer-train prepare`, with their half maps and noise-free
 targets as MRC files), each map is processed with --preserveHalves by the Python API (same code path as the
-command). The output is brought to the target's scale by a least-squares fit inside the model envelope; over the
+command). The truth is the tight target (highRes: its own sharper target, :func:`truth`). The output is brought to
+the target's scale by a least-squares fit inside the model envelope; over the
 voxels near the molecule (the envelope dilated by 4 A), where a user looks, it reports the Spearman correlation
 between (1 - confidence) and the absolute error (per voxel, and the error averaged in a 1 A Gaussian window), and
 the calibration: in bins of confidence, the observed fraction of voxels whose error is below 0.1 x the peak density
@@ -47,6 +48,19 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.spearmanr(a, b).statistic)
 
 
+def truth(folder: str, pair: dict, kind: str, shape) -> np.ndarray:
+    """What the output is scored against, on the map's grid. highRes: its own target, sharper than the others
+    (``targets.py``; against the tight one its extra sharpness counted as error), stored only on the 1 A grid in the
+    pair's ``.npz`` and Fourier-resampled to the map's grid as the command resamples its output. Every other kind:
+    the pair's ``target_tight`` MRC (wideTarget's own target adds unmodelled density, which is not scored here)."""
+    from deepemhancer.io import read_map
+    from deepemhancer.resample import resample_to_shape
+    if kind == "highRes":
+        with np.load(os.path.join(folder, pair["file"])) as stored:
+            return resample_to_shape(stored["target_sharp"].astype(np.float32), shape)
+    return read_map(os.path.join(folder, pair["mrc"]["target_tight"]))[0]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", default=os.path.join(REPO, "work-data", "pairs"))
@@ -77,7 +91,7 @@ def main(argv=None) -> int:
         paths = {k: os.path.join(args.pairs, v) for k, v in pair["mrc"].items()}
         h1, grid = read_map(paths["half1"])
         h2, _ = read_map(paths["half2"])
-        target, _ = read_map(paths["target_tight"])
+        target = truth(args.pairs, pair, model.metadata.kind, h1.shape)
         envelope = read_map(paths["envelope"])[0] > 0.5
         voxel = grid.voxel_size[0]
         mask = (ndimage.binary_dilation(envelope, iterations=max(1, int(round(args.mask_margin / voxel))))
@@ -137,7 +151,8 @@ def main(argv=None) -> int:
             from deepemhancer.models import write_metadata
             model.metadata.confidence_calibration = {
                 "x0": round(x0, 4), "power": round(power, 3),
-                "fitted_on": f"{len(pairs)} maps of split {args.split!r} of {os.path.basename(args.pairs.rstrip('/'))}"}
+                "fitted_on": f"{len(pairs)} maps of split {args.split!r} of {os.path.basename(args.pairs.rstrip('/'))}"
+                             + (", against its own sharper target" if model.metadata.kind == "highRes" else "")}
             print(f"stored in {write_metadata(model.metadata, model.path)}")
         return 0
     print("\n| map | half-map FSC res (A) | CC input | CC output | Spearman(1-conf, abs error) | same, 1 A error | "

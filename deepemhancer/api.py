@@ -336,7 +336,7 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         confidence = confidence_map(predictions[0], predictions[1], voxel_size=meta.voxel_size,
                                     calibration=calibration_of(meta.confidence_calibration))
         if not meta.confidence_calibration:
-            # measured: the default curve makes highRes' map claim 0.96 where 0.71 was observed (model card)
+            # measured: the default curve made highRes' map, before it had its own, claim 0.96 where 0.71 was observed
             notes.append("the confidence map uses the default calibration, not one fitted to this model: it may "
                          "claim more than the output delivers; read it as a ranking of regions, not a probability")
         result.confidence = np.clip(resample_to_shape(confidence, data.shape), 0.0, 1.0)

@@ -175,8 +175,7 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                            "with the two processed halves attached, so FSC and local-resolution protocols still "
                            "work afterwards; also gives a confidence map (0..1: probability that the local error is "
                            "below a tenth of the peak density, from the disagreement of the processed halves; "
-                           "calibrated per model on simulated maps, except highRes, whose map is optimistic: see the "
-                           "model card) (flag --preserveHalves).")
+                           "calibrated per model on simulated maps: see the model card) (flag --preserveHalves).")
         form.addParam("localResolution", params.BooleanParam, default=False, condition=halvesCondition,
                       label="Local resolution?",
                       help="Also compute the local resolution (A) of the input half maps by a windowed FSC "
