@@ -48,17 +48,18 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.spearmanr(a, b).statistic)
 
 
-def truth(folder: str, pair: dict, kind: str, shape) -> np.ndarray:
+def truth(kind: str, tight_path: str, stored_path: str, shape) -> np.ndarray:
     """What the output is scored against, on the map's grid. highRes: its own target, sharper than the others
     (``targets.py``; against the tight one its extra sharpness counted as error), stored only on the 1 A grid in the
-    pair's ``.npz`` and Fourier-resampled to the map's grid as the command resamples its output. Every other kind:
-    the pair's ``target_tight`` MRC (wideTarget's own target adds unmodelled density, which is not scored here)."""
+    pair's ``.npz`` (``stored_path``) and Fourier-resampled to the map's grid as the command resamples its output.
+    Every other kind: the pair's ``target_tight`` MRC at ``tight_path`` (wideTarget's own target adds unmodelled
+    density, which is not scored here)."""
     from deepemhancer.io import read_map
     from deepemhancer.resample import resample_to_shape
     if kind == "highRes":
-        with np.load(os.path.join(folder, pair["file"])) as stored:
+        with np.load(stored_path) as stored:
             return resample_to_shape(stored["target_sharp"].astype(np.float32), shape)
-    return read_map(os.path.join(folder, pair["mrc"]["target_tight"]))[0]
+    return read_map(tight_path)[0]
 
 
 def main(argv=None) -> int:
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
         paths = {k: os.path.join(args.pairs, v) for k, v in pair["mrc"].items()}
         h1, grid = read_map(paths["half1"])
         h2, _ = read_map(paths["half2"])
-        target = truth(args.pairs, pair, model.metadata.kind, h1.shape)
+        target = truth(model.metadata.kind, paths["target_tight"], os.path.join(args.pairs, pair["file"]), h1.shape)
         envelope = read_map(paths["envelope"])[0] > 0.5
         voxel = grid.voxel_size[0]
         mask = (ndimage.binary_dilation(envelope, iterations=max(1, int(round(args.mask_margin / voxel))))

@@ -151,8 +151,8 @@ def _existing_index(out: str) -> dict:
         return json.load(f)
 
 
-def _existing_entries(out: str) -> dict[str, dict]:
-    return {e["file"]: e for e in _existing_index(out)["pairs"]}
+def _entries_by_file(index: dict) -> dict[str, dict]:
+    return {e["file"]: e for e in index["pairs"]}
 
 
 def prepare_simulated(models_dir: str, out: str, *, variants: dict[str, int], seed: int = 0,
@@ -174,7 +174,7 @@ def prepare_simulated(models_dir: str, out: str, *, variants: dict[str, int], se
               "solvent_share": solvent_share}
     if limit:
         jobs = jobs[:limit]
-    entries = {e["file"]: e for e in existing["pairs"]}
+    entries = _entries_by_file(existing)
     done = 0
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -212,7 +212,7 @@ def prepare_real(folder: str, out: str, *, split: str = "train", log=print) -> s
     if not names:
         raise InputError(f"{folder}: no NAME_target.mrc files; see `deepemhancer-train prepare --help`.")
     os.makedirs(os.path.join(out, split), exist_ok=True)
-    entries = _existing_entries(out)
+    entries = _entries_by_file(_existing_index(out))
     for name in names:
         base = os.path.join(folder, name)
         if os.path.exists(base + "_half1.mrc"):
