@@ -21,14 +21,17 @@ import numpy as np
 GROUPS = {"synthetic": "our simulator's test split", "sim2": "second simulator", "real": "real maps, pseudo halves"}
 
 
-def _cases(results: list[dict], kind: str) -> list[dict]:
+def goal_cases(results: list[dict], kind: str) -> list[dict]:
+    """The cases of one set (``synthetic``, ``sim2`` or ``real``) that the goals count: those with our row, and of the
+    real maps only the half-map inputs."""
     rows = [r for r in results if r["kind"] == kind and "ours" in r["rows"]]
     if kind == "real":  # the deposited maps are already post-processed: the goals are about half-map input
         rows = [r for r in rows if "halves" in r["case"]]
     return rows
 
 
-def _gain(r: dict, key: str) -> float:
+def gain(r: dict, key: str) -> float:
+    """Our gain over the input in resolution ``key`` of case ``r`` (A; positive = finer)."""
     return r["rows"]["input"][key] - r["rows"]["ours"][key]
 
 
@@ -48,7 +51,7 @@ def _nyquist_note(rows: list[dict]) -> str:
     if not capped:
         return ""
     reached = sum(r["rows"]["ours"]["FSC0.5 env"] <= _finest(r) + 0.01 for r in capped)
-    rest = [_gain(r, "FSC0.5 env") for r in rows if r not in capped]
+    rest = [gain(r, "FSC0.5 env") for r in rows if r not in capped]
     rest_text = f"; median over the other {len(rest)}: {np.median(rest):.2f} A" if rest else ""
     return (f" ({len(capped)} of {len(rows)} inputs lie within 0.4 A of the finest resolution their output can hold, "
             f"Nyquist of the map or of the network's grid; ours reaches it on {reached}{rest_text})")
@@ -58,12 +61,12 @@ def measures(results: list[dict], retention_goal: float) -> list[tuple[str, floa
     """(goal, value, formatted value, met) for every goal that the run has data for."""
     out = []
     for kind in ("synthetic", "sim2"):
-        rows = _cases(results, kind)
+        rows = goal_cases(results, kind)
         if rows:
-            gain = float(np.median([_gain(r, "FSC0.5 env") for r in rows]))
-            out.append((f"{GROUPS[kind]}: median in-envelope FSC0.5 gain >= 0.4 A (n={len(rows)})", gain,
-                        f"{gain:.2f} A" + _nyquist_note(rows), gain >= 0.4))
-    rows = _cases(results, "sim2")
+            median_gain = float(np.median([gain(r, "FSC0.5 env") for r in rows]))
+            out.append((f"{GROUPS[kind]}: median in-envelope FSC0.5 gain >= 0.4 A (n={len(rows)})", median_gain,
+                        f"{median_gain:.2f} A" + _nyquist_note(rows), median_gain >= 0.4))
+    rows = goal_cases(results, "sim2")
     if rows:
         cc = float(np.median([r["rows"]["ours"]["CC env"] for r in rows]))
         out.append((f"{GROUPS['sim2']}: median CC in envelope >= 0.90 (n={len(rows)})", cc, f"{cc:.3f}", cc >= 0.90))
@@ -80,15 +83,16 @@ def measures(results: list[dict], retention_goal: float) -> list[tuple[str, floa
         per_set = ", ".join(f"{GROUPS[k].split(',')[0]} {sum(c)}/{len(c)}" for k, c in counts.items() if c)
         out.append((f"in-envelope FSC0.5 better than LocScale 2 model-free on >= 80 % of maps (n={len(rows)})", better,
                     f"{100 * better:.0f} % ({per_set})", better >= 0.8))
-    rows = _cases(results, "real")
+    rows = goal_cases(results, "real")
     if rows:
-        gain = float(np.median([_gain(r, "FSC0.5") for r in rows]))
+        median_gain = float(np.median([gain(r, "FSC0.5") for r in rows]))
         ceilings = [r["rows"]["input"]["FSC0.5"] - r["rows"]["signal"]["FSC0.5"] for r in rows if "signal" in r["rows"]]
         ceiling = (f" (ceiling, the deposited map's own gain: median {np.median(ceilings):.2f} A, per map "
                    + ", ".join(f"{c:.2f}" for c in ceilings) + ")") if len(ceilings) == len(rows) else ""
-        out.append((f"{GROUPS['real']}: median unmasked FSC0.5 gain >= 0.6 A (n={len(rows)})", gain,
-                    f"{gain:.2f} A (per map " + ", ".join(f"{_gain(r, 'FSC0.5'):.2f}" for r in rows) + ")" + ceiling,
-                    gain >= 0.6))
+        out.append((f"{GROUPS['real']}: median unmasked FSC0.5 gain >= 0.6 A (n={len(rows)})", median_gain,
+                    f"{median_gain:.2f} A (per map " + ", ".join(f"{gain(r, 'FSC0.5'):.2f}" for r in rows) + ")"
+                    + ceiling,
+                    median_gain >= 0.6))
         drop = float(max(r["rows"]["input"]["CC env"] - r["rows"]["ours"]["CC env"] for r in rows))
         out.append((f"{GROUPS['real']}: CC in envelope never below the input's by > 0.01", drop,
                      f"largest drop {drop:+.3f}", drop <= 0.01))

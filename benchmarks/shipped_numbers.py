@@ -24,7 +24,7 @@ import textwrap
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from quality_goals import _cases, _gain  # noqa: E402  (the goals' case selection: half-map input for real maps)
+from quality_goals import gain, goal_cases  # noqa: E402  (the goals' case selection: half-map input for real maps)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "deepemhancer", "models")
@@ -92,20 +92,21 @@ def _wins(rows, key, other, other_rows=None) -> str:
 
 
 def _median_gain(rows) -> str:
-    return f"{np.median([_gain(r, 'FSC0.5 env') for r in rows]):.2f}"
+    return f"{np.median([gain(r, 'FSC0.5 env') for r in rows]):.2f}"
 
 
 def measured(evals: dict[str, dict[str, list[dict]]]) -> dict[str, str]:
     """The named figures (formatted strings) that the README and the protocol quote."""
     tight, high = evals["tightTarget"]["main"], evals["highRes"]["main"]
-    test, sim2, real = _cases(tight, "synthetic"), _cases(tight, "sim2"), _cases(tight, "real")
-    high_real = _cases(high, "real")
+    test, sim2, real = goal_cases(tight, "synthetic"), goal_cases(tight, "sim2"), goal_cases(tight, "real")
+    high_real = goal_cases(high, "real")
     emd20026 = [r for r in real if "20026" in r["case"]]
     return {
         "tight_test_cc": _median(test, "ours", "CC"), "input_test_cc": _median(test, "input", "CC"),
         "relion_test_cc": _median(test, "RELION", "CC"), "tight_test_gain": _median_gain(test),
         "tight_test_retention": _median(test, "ours", "retention", 100, 1),
-        "wide_test_retention": _median(_cases(evals["wideTarget"]["main"], "synthetic"), "ours", "retention", 100, 1),
+        "wide_test_retention": _median(goal_cases(evals["wideTarget"]["main"], "synthetic"), "ours", "retention",
+                                       100, 1),
         "sim2_count": str(len(sim2)), "tight_sim2_gain": _median_gain(sim2),
         "tight_sim2_cc_env": _median(sim2, "ours", "CC env"),
         "tight_sim2_relion_wins": _wins(sim2, "FSC0.5", "RELION"),
@@ -119,12 +120,12 @@ def measured(evals: dict[str, dict[str, list[dict]]]) -> dict[str, str]:
         "locscale_20026_fsc": _per_map(emd20026, "LocScale", "FSC0.5"),
         "highres_real_env_fsc": _per_map(high_real, "ours", "FSC0.5 env"),
         "locscale_real_env_fsc": _per_map(high_real, "LocScale", "FSC0.5 env"),
-        "highres_sim2_wins": _wins(_cases(high, "sim2"), "FSC0.5 env", None, sim2),
-        "highres_sim2hr_wins": _wins(_cases(evals["highRes"]["sim2_highres"], "sim2"), "FSC0.5 env", None,
-                                     _cases(evals["tightTarget"]["sim2_highres"], "sim2")),
-        "wide_real_atoms": _range(_cases(evals["wideTarget"]["main"], "real"), "atoms inside"),
-        "masked_real_fsc": _per_map(_cases(evals["masked"]["main"], "real"), "ours", "FSC0.5"),
-        "masked_sim2_cc_env": _median(_cases(evals["masked"]["main"], "sim2"), "ours", "CC env"),
+        "highres_sim2_wins": _wins(goal_cases(high, "sim2"), "FSC0.5 env", None, sim2),
+        "highres_sim2hr_wins": _wins(goal_cases(evals["highRes"]["sim2_highres"], "sim2"), "FSC0.5 env", None,
+                                     goal_cases(evals["tightTarget"]["sim2_highres"], "sim2")),
+        "wide_real_atoms": _range(goal_cases(evals["wideTarget"]["main"], "real"), "atoms inside"),
+        "masked_real_fsc": _per_map(goal_cases(evals["masked"]["main"], "real"), "ours", "FSC0.5"),
+        "masked_sim2_cc_env": _median(goal_cases(evals["masked"]["main"], "sim2"), "ours", "CC env"),
     }
 
 
