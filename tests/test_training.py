@@ -345,6 +345,19 @@ def test_wide_target_keeps_unmodelled_density_the_tight_one_removes(pair3):
                        atol=1e-6)
 
 
+def test_wide_target_keeps_no_unmodelled_density_the_input_does_not_show(atoms, pair3):
+    # the depositor's mask cut the micelle out of the half maps: a wide target that kept it would teach the network
+    # to invent a micelle from nothing
+    masked = _pair(atoms, 3.0, depositor_mask=True)
+    extra = masked.nonprotein_1a
+    region = (extra > 0.5 * extra.max()) & (masked.masks_1a["wide"] < 0.01)
+    assert region.sum() > 50
+    assert float(np.abs(masked.targets_1a["wide"][region]).max()) < 1e-3
+    assert float(pair3.targets_1a["wide"][region].mean()) > 0.05     # the same micelle, unmasked, is kept
+    protein = (masked.masks_1a["tight"] > 0.5) & (extra == 0)         # the protein's target is unchanged
+    assert np.allclose(masked.targets_1a["wide"][protein], masked.targets_1a["tight"][protein], atol=1e-6)
+
+
 def _shell_power(data, voxel, lo, hi):
     s = sm.radial_frequency(data.shape[0], voxel)
     f = np.abs(np.fft.rfftn(data)) ** 2

@@ -30,7 +30,8 @@ recipe, in the order it is applied (every random number is drawn by :func:`draw_
    subtracted with a weight that lowers the molecule's mean density by a fraction ``f`` in 0.25-0.7 (the
    ``solvent_fraction``; 0.55 halves the amplitudes at 60-30 A, a third at 20-15 A). The targets stay model maps in
    vacuo (what the evaluation's references are).
-5. **Non-protein density** (absent from the tight target, kept at low resolution by the wide one): a detergent
+5. **Non-protein density** (absent from the tight target, kept at low resolution by the wide one where the input
+   still shows it after step 7's depositor mask and zeroed faces): a detergent
    micelle or a thinner lipid belt around a random axis (35 % of maps; 25-60 % of the mean protein density,
    textured, low resolution, excluded from the protein volume) and 0-4 blobs of 2-5 A next to the surface
    (glycans, unmodelled tails, ligands).
@@ -509,16 +510,21 @@ def simulate_pair(atoms: AtomSet, params: SimulationParams, *, max_box: float = 
         weights = np.exp(params.sharpened_b * s ** 2 / 4) * 0.5 * (1 + np.cos(np.pi * edge))
         halves = [fourier_filter(h, weights) for h in halves]
 
+    # what of the unmodelled density the input still shows: the wide target keeps only that (a micelle the
+    # depositor masked away, or one in a zeroed face, cannot be inferred from the input; keeping it would teach
+    # the network to invent density)
+    shown = np.ones_like(nonprotein)
     if params.depositor_mask:
         dep = tg.soft_mask(distance, rng.uniform(4, 8), rng.uniform(3, 6))
         halves = [h * dep for h in halves]
+        shown *= dep
     if params.zero_faces:
         for axis_face in rng.choice(6, size=params.zero_faces, replace=False):
             axis, end = divmod(int(axis_face), 2)
             k = int(rng.integers(3, 13))
             sl = [slice(None)] * 3
             sl[axis] = slice(n - k, n) if end else slice(0, k)
-            for h in halves:
+            for h in (*halves, shown):
                 h[tuple(sl)] = 0.0
 
     # --- what inference does: average, normalise on the original grid, resample to 1 A ---
@@ -535,8 +541,9 @@ def simulate_pair(atoms: AtomSet, params: SimulationParams, *, max_box: float = 
     input_1a = to_voxel_size(x, v, MODEL_VOXEL)
     nonprotein_1a = to_voxel_size(nonprotein / np.float32(10 * stats.std), v, MODEL_VOXEL)
     masks_1a = {k: np.clip(to_voxel_size(m, v, MODEL_VOXEL), 0, 1) for k, m in masks.items()}
-    # unmodelled density (micelle, blobs) stays in the wide target at low resolution, on the same scale
-    unmodelled = ndimage.gaussian_filter(nonprotein, tg.UNMODELLED_BLUR / v)
+    # unmodelled density (micelle, blobs) that the input shows stays in the wide target at low resolution, on the
+    # same scale
+    unmodelled = ndimage.gaussian_filter(nonprotein * shown, tg.UNMODELLED_BLUR / v)
     targets_1a = tg.make_targets(to_voxel_size(truth, v, MODEL_VOXEL), to_voxel_size(truth_sharp, v, MODEL_VOXEL),
                                  masks_1a, to_voxel_size(unmodelled, v, MODEL_VOXEL))
     scale = tg.target_scale(truth, masks["tight"])
