@@ -7,8 +7,8 @@ For each pair of a prepared folder (``deepemhancer-train prepare``), the pair's 
 1 A training grid, as the network sees it) is set against each target on the same grid with the evaluation's own
 metric (:func:`deepemhancer.evaluation.retention.retention`: both low-passed at 6 A, the input's significant voxels
 against the target's contour of equal volume; outside = the target's density farther than 3 A from them). The
-``truth`` column is the noise-free simulated map (polymer only, at its own B-factors, no sharpening), Fourier-
-resampled from the pair's own grid.
+``truth`` column is the pair's ground-truth MRC (where ``--mrc-splits`` wrote one): the target density T before any
+mask (polymer only, each atom at ``B_t = 2 d_i^2``), Fourier-resampled from the pair's own grid.
 
     python benchmarks/target_retention.py --pairs work-data/pairs-v2 [--split test] [--limit N]
 """
@@ -30,6 +30,7 @@ from deepemhancer.io import read_map  # noqa: E402
 from deepemhancer.resample import resample_to_shape  # noqa: E402
 
 TARGETS = (("tight", "target_tight"), ("wide", "target_wide"), ("sharp (highRes)", "target_sharp"))
+COLUMNS = tuple(name for name, _ in TARGETS) + ("truth",)
 TRAINING_VOXEL = 1.0   # A: the grid of the pairs' .npz arrays
 
 
@@ -59,19 +60,16 @@ def main(argv=None) -> int:
     if not entries:
         print(f"no pairs of split {args.split!r} in {args.pairs}", file=sys.stderr)
         return 2
+    print("| pair | micelle | depositor mask | " + " | ".join(f"{c}: retention / outside" for c in COLUMNS) + " |")
+    print("|---" * (3 + len(COLUMNS)) + "|")
     rows = []
     for entry in entries:
         scores = pair_scores(args.pairs, entry)
-        if not rows:
-            columns = list(scores)
-            print("| pair | micelle | depositor mask | "
-                  + " | ".join(f"{c}: retention / outside" for c in columns) + " |")
-            print("|---" * (3 + len(columns)) + "|")
-        rows.append([scores[c] for c in columns])
+        rows.append([scores.get(c, (np.nan, np.nan)) for c in COLUMNS])   # no ground-truth MRC: no truth column
         params = entry.get("params", {})
         print(f"| {entry['name']} | {params.get('micelle', '-')} | {params.get('depositor_mask', '-')} | "
               + " | ".join(f"{r * 100:.1f} / {o * 100:.1f} %" for r, o in rows[-1]) + " |", flush=True)
-    medians = np.median(np.array(rows), axis=0)
+    medians = np.nanmedian(np.array(rows, dtype=float), axis=0)
     print(f"| **median** (n={len(rows)}) | | | " + " | ".join(f"{r * 100:.1f} / {o * 100:.1f} %" for r, o in medians)
           + " |")
     return 0

@@ -455,6 +455,25 @@ def test_prepare_refuses_another_solvent_share_in_the_same_folder(prepared):
     assert (prepared / "index.json").read_text() == before
 
 
+def test_prepare_makes_again_a_pair_whose_wide_target_an_older_definition_made(prepared):
+    """A cached pair made before the wide target kept only what the input shows (no ``wide_target_version``) is
+    simulated again when that definition differs for it (a depositor-masked input with a micelle), else kept."""
+    from deepemhancer.training.cli import main
+    from deepemhancer.training.simulate import WIDE_TARGET_VERSION
+    models = prepared.parent / "models"
+    entries = json.loads((prepared / "index.json").read_text())["pairs"]
+    stale, kept = [prepared / e["file"].replace(".npz", ".json") for e in entries[:2]]
+    for meta, depositor in ((stale, True), (kept, False)):
+        entry = json.loads(meta.read_text())
+        del entry["wide_target_version"]
+        entry["params"].update(depositor_mask=depositor, zero_faces=0, micelle="micelle")
+        meta.write_text(json.dumps(entry))
+    assert main(["prepare", "--models", str(models), "-o", str(prepared), "--variants", "train=2,val=1",
+                 "--resolution", "3", "5", "--mrc-splits", "val"]) == 0
+    assert json.loads(stale.read_text())["wide_target_version"] == WIDE_TARGET_VERSION      # made again
+    assert "wide_target_version" not in json.loads(kept.read_text())                         # the cache kept it
+
+
 def test_displaced_solvent_weakens_low_resolutions_of_the_input_only(atoms):
     """Step 4b: the molecule's mean density drops by the solvent fraction, the low resolutions of the half maps
     lose amplitude as in real maps (60-20 A: about half at f = 0.55) while 6-4 A keeps it, and the targets (model

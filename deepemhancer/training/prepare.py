@@ -99,14 +99,17 @@ def pair_arrays(input_1a, targets, masks, noise_stats) -> dict:
 
 
 def run_job(job: Job, out: str) -> dict:
-    """Simulate one pair and write it (skipped when its files already exist)."""
+    """Simulate one pair and write it (skipped when its files already exist, unless its wide target was made by an
+    older definition that differs for it: :func:`~deepemhancer.training.simulate.wide_target_outdated`)."""
     name = f"{os.path.basename(job.path).split('.')[0]}_v{job.variant}"
     folder = os.path.join(out, job.split)
     os.makedirs(folder, exist_ok=True)
     npz, meta = os.path.join(folder, name + ".npz"), os.path.join(folder, name + ".json")
     if os.path.exists(npz) and os.path.exists(meta):
         with open(meta) as f:
-            return json.load(f)
+            cached = json.load(f)
+        if not sm.wide_target_outdated(cached):
+            return cached
     atoms = sm.load_atoms(job.path)
     rng = np.random.default_rng(job.seed)
     params = sm.draw_params(rng, job.seed, resolution_range=job.resolution_range, solvent_share=job.solvent_share)
@@ -160,8 +163,10 @@ def prepare_simulated(models_dir: str, out: str, *, variants: dict[str, int], se
                       limit: int | None = None, solvent_share: float = sm.SOLVENT_SHARE, log=print) -> str:
     """Simulate pairs for every structure of ``models_dir`` (split from its MANIFEST.tsv) into ``out``.
 
-    ``out`` is a cache (existing pairs are kept), so it refuses a ``solvent_share`` other than the one its pairs were
-    made with; folders made before the share was recorded hold in-vacuo pairs only when made before step 4b."""
+    ``out`` is a cache (existing pairs are kept, except those whose wide target an older definition made
+    differently: they are simulated again, identical but for that target), so it refuses a ``solvent_share`` other
+    than the one its pairs were made with; folders made before the share was recorded hold in-vacuo pairs only when
+    made before step 4b."""
     os.makedirs(out, exist_ok=True)
     existing = _existing_index(out)
     made_with = existing.get("solvent_share")  # None: made before the share was recorded

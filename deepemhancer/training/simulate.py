@@ -157,6 +157,20 @@ class SimulationParams:
 #: Fraction of simulated maps with displaced solvent (step 4b), by default.
 SOLVENT_SHARE = 0.85
 
+#: version of the wide target's definition, recorded in each pair's summary: 2 keeps only the unmodelled density
+#: that the input still shows (version 1 kept a micelle that the depositor's mask or a zeroed face had removed)
+WIDE_TARGET_VERSION = 2
+
+
+def wide_target_outdated(entry: dict) -> bool:
+    """Whether a prepared pair's wide target was made by an older definition that differs for this pair (version 1:
+    a depositor-masked or zeroed-face input with unmodelled density)."""
+    if entry.get("wide_target_version", 1) >= WIDE_TARGET_VERSION or entry.get("source", "simulated") != "simulated":
+        return False
+    p = entry.get("params", {})
+    unmodelled = p.get("micelle", "none") != "none" or p.get("n_blobs", 0) > 0
+    return bool(unmodelled and (p.get("depositor_mask") or p.get("zero_faces", 0)))
+
 
 def draw_params(rng: np.random.Generator, seed: int, resolution_range=(2.5, 7.0),
                 voxel_range=(0.6, 1.8), solvent_share: float = SOLVENT_SHARE) -> SimulationParams:
@@ -409,7 +423,8 @@ class SimulatedPair:
                 "half_shape": list(self.half1.shape), "voxel_size": self.voxel_size,
                 "fsc_resolution": round(self.fsc_resolution, 3), "noise_stats": list(self.noise_stats),
                 "noise_method": self.noise_method,
-                "local_resolution": [round(float(v), 3) for v in self.local_resolution]}
+                "local_resolution": [round(float(v), 3) for v in self.local_resolution],
+                "wide_target_version": WIDE_TARGET_VERSION}
 
 
 def simulate_pair(atoms: AtomSet, params: SimulationParams, *, max_box: float = 112.0,

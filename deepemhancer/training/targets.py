@@ -20,8 +20,8 @@ Definitions (all on the same grid as the simulated map; every quantity in Angstr
   as the original's ``targetNormalizationLocscale``; the wide target shares the tight one's scale; protein density
   peaks around 1, solvent exactly 0):
   ``tight`` = ``T`` x tight mask (unmodelled density masked away); ``wide`` = ``T`` x wide mask + the unmodelled
-  density (micelle, lipids, glycans, blobs) that the input still shows, blurred by 1.5 A: kept, at low resolution; ``sharp`` (highRes) =
-  ``T`` with ``B_t = d_i^2`` (78 % of the amplitude at ``1/d_i``) x tight mask.
+  density (micelle, lipids, glycans, blobs) that the input still shows, blurred by 1.5 A: kept, at low resolution;
+  ``sharp`` (highRes) = ``T`` with ``B_t = d_i^2`` (78 % of the amplitude at ``1/d_i``) x tight mask.
 
 Why masked model maps: the product's promise is "what LocScale would give you with a perfect model, plus solvent
 removal". Everything outside the molecule envelope (noise and, for the tight kinds, detergent, lipids, unmodelled
