@@ -25,7 +25,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from deepemhancer.evaluation.retention import retention  # noqa: E402
+from deepemhancer.evaluation.retention import retentions  # noqa: E402
 from deepemhancer.io import read_map  # noqa: E402
 from deepemhancer.resample import resample_to_shape  # noqa: E402
 
@@ -43,8 +43,7 @@ def pair_scores(folder: str, entry: dict) -> dict[str, tuple[float, float]]:
     if truth_file:
         maps["truth"] = resample_to_shape(read_map(os.path.join(folder, truth_file))[0].astype(np.float32),
                                           given.shape)
-    scores = {name: retention(given, data, TRAINING_VOXEL) for name, data in maps.items()}
-    return {name: (s.retention, s.outside) for name, s in scores.items()}
+    return {name: (s.retention, s.outside) for name, s in retentions(given, maps, TRAINING_VOXEL).items()}
 
 
 def main(argv=None) -> int:

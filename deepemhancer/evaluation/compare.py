@@ -197,10 +197,10 @@ def evaluate(grid: MapGrid, *, processed: np.ndarray | None = None, processed_la
         ev.reference = make_reference(grid, ev.resolution, model=model, reference_map=reference_map, mask=mask)
         ev.scores = [score_map(name, data, ev.reference, voxel) for name, data in ev.maps.items()]
         atoms = R.atom_voxel_indices(model, grid) if model is not None else None
+        kept = R.retentions(ev.maps["input"], ev.maps, voxel) if "input" in ev.maps else {}
         for score in ev.scores:
-            if "input" in ev.maps:
-                kept = R.retention(ev.maps["input"], ev.maps[score.name], voxel)
-                score.retention, score.outside = kept.retention, kept.outside
+            if score.name in kept:
+                score.retention, score.outside = kept[score.name].retention, kept[score.name].outside
             if atoms is not None:
                 score.atoms_inside = R.atoms_inside(ev.maps[score.name], atoms, voxel)
     return ev

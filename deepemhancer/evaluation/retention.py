@@ -24,8 +24,8 @@ from scipy import ndimage
 
 from .sharpen import _apply_filter, _cosine_edge
 
-__all__ = ["RetentionScore", "lowpass", "significant_region", "top_region", "retention", "atoms_inside",
-           "atom_voxel_indices"]
+__all__ = ["RetentionScore", "lowpass", "significant_region", "top_region", "retention", "retentions",
+           "atoms_inside", "atom_voxel_indices"]
 
 LOWPASS_ANGSTROM = 6.0
 SIGNIFICANCE_SD = 3.0
@@ -71,20 +71,26 @@ def top_region(low: np.ndarray, count: int) -> np.ndarray:
 
 def retention(input_map: np.ndarray, processed: np.ndarray, voxel_size) -> RetentionScore:
     """Retention and outside fractions of ``processed`` against its ``input_map`` (module docstring)."""
-    low_in = lowpass(input_map, voxel_size)
-    low_out = lowpass(processed, voxel_size)
-    significant = significant_region(low_in)
+    return retentions(input_map, {"processed": processed}, voxel_size)["processed"]
+
+
+def retentions(input_map: np.ndarray, maps: dict[str, np.ndarray], voxel_size) -> dict[str, RetentionScore]:
+    """:func:`retention` of each of ``maps`` (by name) against one ``input_map``, whose significant region and the
+    distances from it are computed once."""
+    significant = significant_region(lowpass(input_map, voxel_size))
     count = int(significant.sum())
     if count == 0:
-        return RetentionScore(float("nan"), float("nan"))
-    shown = top_region(low_out, count)
-    kept = float(np.count_nonzero(significant & shown)) / count
+        return {name: RetentionScore(float("nan"), float("nan")) for name in maps}
     vx, vy, vz = _voxel_xyz(voxel_size)
-    distance = ndimage.distance_transform_edt(~significant, sampling=(vz, vy, vx))
-    positive = np.clip(low_out, 0, None)
-    total = float(positive.sum())
-    outside = float(positive[distance > MARGIN_ANGSTROM].sum()) / total if total > 0 else float("nan")
-    return RetentionScore(kept, outside)
+    far = ndimage.distance_transform_edt(~significant, sampling=(vz, vy, vx)) > MARGIN_ANGSTROM
+    scores = {}
+    for name, processed in maps.items():
+        low_out = lowpass(processed, voxel_size)
+        kept = float(np.count_nonzero(significant & top_region(low_out, count))) / count
+        positive = np.clip(low_out, 0, None)
+        total = float(positive.sum())
+        scores[name] = RetentionScore(kept, float(positive[far].sum()) / total if total > 0 else float("nan"))
+    return scores
 
 
 def atoms_inside(processed: np.ndarray, atom_indices: np.ndarray, voxel_size) -> float:

@@ -165,9 +165,9 @@ WIDE_TARGET_VERSION = 2
 def wide_target_outdated(entry: dict) -> bool:
     """Whether a prepared pair's wide target was made by an older definition that differs for this pair (version 1:
     a depositor-masked or zeroed-face input with unmodelled density)."""
-    if entry.get("wide_target_version", 1) >= WIDE_TARGET_VERSION or entry.get("source", "simulated") != "simulated":
+    if entry.get("wide_target_version", 1) >= WIDE_TARGET_VERSION:
         return False
-    p = entry.get("params", {})
+    p = entry.get("params", {})   # none in a real pair's entry: never outdated
     unmodelled = p.get("micelle", "none") != "none" or p.get("n_blobs", 0) > 0
     return bool(unmodelled and (p.get("depositor_mask") or p.get("zero_faces", 0)))
 
