@@ -323,7 +323,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 # ----------------------------------------------------------------------------------------------------- checkpoints
 def _ckpt_paths(run: str) -> dict[str, str]:
     d = os.path.join(run, "checkpoint")
-    return {"dir": d, "weights": os.path.join(d, "last.weights.h5"), "optimizer": os.path.join(d, "last_optimizer.npz"),
+    return {"dir": d, "last": os.path.join(d, "last.weights.h5"), "optimizer": os.path.join(d, "last_optimizer.npz"),
             "state": os.path.join(d, "state.json"), "best": os.path.join(d, "best.weights.h5")}
 
 
@@ -342,7 +342,7 @@ def save_checkpoint(run: str, model, state: dict) -> None:
     """Weights, optimizer variables and the loop state; state.json is written last and marks a complete set."""
     p = _ckpt_paths(run)
     os.makedirs(p["dir"], exist_ok=True)
-    _save_weights(model, p["weights"])
+    _save_weights(model, p["last"])
     tmp_o = p["optimizer"] + ".tmp.npz"
     np.savez(tmp_o, *[np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in model.optimizer.variables])
     os.replace(tmp_o, p["optimizer"])
@@ -357,7 +357,7 @@ def load_checkpoint(run: str, model) -> dict | None:
         state = json.load(f)
     opt = model.optimizer
     opt.build(model.trainable_variables)
-    model.load_weights(p["weights"])
+    model.load_weights(p["last"])
     with np.load(p["optimizer"]) as z:
         values = [z[f"arr_{i}"] for i in range(len(z.files))]
     if len(values) != len(opt.variables):
