@@ -108,6 +108,13 @@ def test_retention_is_full_for_the_input_and_drops_when_weak_density_is_erased()
     assert sharpened.retention > 0.9 and sharpened.outside < 0.05   # only the noisy boundary differs
     invented = retention(noisy, strong + faint + np.roll(strong, 20, axis=0), 1.0)
     assert invented.outside > 0.2                     # density where the input had none
+    # a constant is not density: the outside fraction is counted from the map's level far from the input's density,
+    # so neither a positive background nor a negative one that would clip an invented blob's halo away changes it
+    for shift in (-0.01, 0.01):
+        assert retention(noisy, strong + faint + shift, 1.0).outside == pytest.approx(sharpened.outside, abs=0.01)
+        assert retention(noisy, strong + faint + np.roll(strong, 20, axis=0) + shift, 1.0).outside > 0.2
+    haze = strong + faint + 0.01 * np.random.default_rng(1).normal(0, 1, strong.shape) - 0.02
+    assert retention(noisy, haze, 1.0).outside > retention(noisy, strong + faint - 0.02, 1.0).outside
 
 
 def test_atoms_inside_counts_atoms_of_an_erased_region():
