@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", help="folder of deepemhancer_<kind>.json models (default: the shipped ones)")
     p.add_argument("--real", default=os.path.join("..", "shared", "data", "real"))
     args = p.parse_args(argv)
-    print("| case | map | retention | lost within 2 / 2-4 / > 4 A of the rim | lost within 3 / 3-6 / > 6 A of an atom |")
+    print("| case | map | retention | lost within 2 / 2-4 / > 4 A of the rim "
+          "| lost within 3 / 3-6 / > 6 A of an atom |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         for case in benchmark_quality.real_cases(args.real, work):

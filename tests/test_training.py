@@ -548,5 +548,6 @@ def test_export_saves_a_running_campaign_checkpoint_as_a_model(prepared, tmp_pat
     assert "epoch 1" in loaded.metadata.training["exported"]
     assert loaded.metadata.selfcheck["probes"]                      # the self-check's reference is stored
     assert main(["export", "--run", str(run), "--which", "last", "-o", str(tmp_path / "last")]) == 0
-    assert "last checkpoint, epoch 1" in load_model(find_model("tightTarget", str(tmp_path / "last"))).metadata.training["exported"]
+    last = load_model(find_model("tightTarget", str(tmp_path / "last")))
+    assert "last checkpoint, epoch 1" in last.metadata.training["exported"]
     assert main(["export", "--run", str(tmp_path / "nothing"), "-o", str(tmp_path / "x")]) == 2

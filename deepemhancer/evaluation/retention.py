@@ -39,7 +39,7 @@ MODEL_RADIUS_ANGSTROM = 3.0
 @dataclass
 class RetentionScore:
     retention: float          # fraction of the input's significant 6 A density the map still shows
-    outside: float            # fraction of the map's 6 A density (above its level there) farther than 3 A from the input's
+    outside: float            # fraction of the map's 6 A density (above its far level) beyond 3 A of the input's
     atoms_inside: float | None = None   # fraction of model atoms inside the map's model-volume contour
 
 
