@@ -55,7 +55,7 @@ class MapScore:
     cc: float
     cc_masked: float
     retention: float | None = None       # of the input's significant 6 A density (:mod:`.retention`)
-    outside: float | None = None         # of the map's 6 A density, > 3 A from the input's
+    outside: float | None = None         # of the map's 6 A density above its level there, > 3 A from the input's
     atoms_inside: float | None = None    # fraction of model atoms inside the map's model-volume contour
 
     def row(self) -> dict:
