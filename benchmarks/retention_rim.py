@@ -13,7 +13,6 @@ by their distance from the model's atoms.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -23,13 +22,9 @@ from scipy import ndimage
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import benchmark_quality  # noqa: E402  (this script's folder is on the path when it runs)
 from deepemhancer.api import EnhanceOptions, enhance  # noqa: E402
 from deepemhancer.evaluation import retention as R  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location(
-    "benchmark_quality", os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark_quality.py"))
-benchmark_quality = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark_quality)
 
 
 def shares(values: np.ndarray, edges: tuple[float, ...]) -> list[float]:
