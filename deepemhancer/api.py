@@ -1,4 +1,5 @@
-"""The pipeline in one call: normalise -> resample -> tile -> predict -> blend -> (clean) -> resample back.
+"""The pipeline in one call: normalise -> resample -> tile -> predict -> blend -> (clean) -> resample back -> keep
+what the half maps support.
 
 :func:`enhance` works on arrays (notebooks, other tools); :func:`enhance_file` reads and writes MRC files and is what
 the ``deepemhancer`` command runs. Both follow exactly the same code path.
@@ -30,6 +31,7 @@ from .normalize import (NoiseStats, binarise_mask, estimate_noise_stats, normali
                         signal_gain, solvent_centred)
 from .protect import apply_protect_mask, zone_mask_from_model
 from .resample import resample_to_shape, shape_for_voxel_size
+from .support import SUPPORT_RESOLUTION, damped_share, halfmap_support
 from .tiling import TILINGS, count_cubes, predict_tiled, signal_envelope
 
 RUNTIMES = ("auto", "openvino", "keras")
@@ -49,6 +51,7 @@ class EnhanceOptions:
     preserve_halves: bool = False             # --preserveHalves: process the halves independently
     local_resolution: bool = False            # --localResolution: windowed FSC of the input halves
     erased_map: bool = False                  # --erasedMap: a mask of clear input density the output lost
+    damp_unsupported: bool = True             # off with --keepUnsupported: keep what the halves show as noise
     gpus: int = 1                             # GPUs to split batches over (from -g)
     runtime: str = "auto"                     # "openvino", "keras" or auto: OpenVINO when installed and no GPU
 
@@ -150,9 +153,10 @@ def _available_memory() -> float:
 def check_memory(work_shape, shape, voxel_xyz, model_voxel: float, volumes: int = 1) -> None:
     """Refuse, before allocating anything, a job whose working grid cannot fit in memory.
 
-    About 16 bytes per voxel of the working grid per volume (map, accumulators, envelope) plus 12 per input voxel.
+    About 16 bytes per voxel of the working grid per volume (map, accumulators, envelope) plus 16 per input voxel
+    (the halves, the output, the half maps' support).
     """
-    need = 16.0 * float(np.prod(work_shape)) * volumes + 12.0 * float(np.prod(shape))
+    need = 16.0 * float(np.prod(work_shape)) * volumes + 16.0 * float(np.prod(shape))
     available = _available_memory()
     if need > available:
         voxel = tuple(round(float(v), 4) for v in voxel_xyz)
@@ -322,8 +326,19 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         if bar is not None:
             bar.close()
 
+    # output density the two halves show as noise is damped before the protect mask keeps the user's regions
+    support = None
+    if half2 is not None and options.damp_unsupported and (stats is not None or not binary.all()):
+        # the solvent's mean: the normalisation's estimate, or with a user's mask the level outside it
+        solvent = stats.mean if stats is not None else float(np.median(0.5 * (halves[0] + halves[1])[~binary]))
+        support = halfmap_support(halves[0], halves[1], voxel_xyz, solvent)
+    damped = []
+
     def back(work_map: np.ndarray, original: np.ndarray) -> np.ndarray:
         out = resample_to_shape(work_map, data.shape)
+        if support is not None:
+            damped.append(damped_share(out, support))
+            out *= support
         return apply_protect_mask(out, original, protect) if protect is not None else out
 
     result = EnhanceResult(data=np.empty(0), noise_stats=stats, model_path=model.path, runtime=model.runtime,
@@ -342,6 +357,10 @@ def enhance(data: np.ndarray, voxel_size: float | tuple[float, float, float], *,
         result.confidence = np.clip(resample_to_shape(confidence, data.shape), 0.0, 1.0)
     else:
         result.data = back(predictions[0], protect_sources[0])
+    del support
+    if damped and max(damped) >= 0.01:
+        notes.append(f"{100 * max(damped):.0f} % of the output's density lay where the two half maps show only "
+                     f"noise at {SUPPORT_RESOLUTION:.0f} A and was damped (--keepUnsupported keeps it)")
     if options.local_resolution:
         result.local_resolution = local_resolution(halves[0], halves[1], voxel_size=float(voxel_xyz.mean()))
     # never silently erased: compare the output with what was given (inside the user's mask, if any)

@@ -3,7 +3,8 @@
 Flag-compatible with DeepEMhancer 0.17 (same names, meanings and defaults), plus --tiling, --overwrite, --quiet,
 --backend, --selfcheck, --summaryJson, and what the original lacks: --preserveHalves (processed halves + a
 confidence map), --localResolution, --protectMask / --protectModel (keep ligands, lipids, glycans), --erasedMap
-(where clear input density is missing from the output; every run checks it and names such regions in a note).
+(where clear input density is missing from the output; every run checks it and names such regions in a note),
+--keepUnsupported (with half maps, output density where the halves show only noise is damped unless this is given).
 The output lies exactly on the input's grid (shape, voxel size, origin).
 
 Examples:
@@ -78,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write <output>_erased: a soft mask (0..1) of the clear input density that the "
                              "output no longer shows (6 A low-pass; every run checks it and prints a note naming "
                              "such regions); give it back with --protectMask to keep that density")
+    beyond.add_argument("--keepUnsupported", action="store_true",
+                        help="with -i2: keep output density where the two half maps show only noise (8 A low-pass "
+                             "of their average below 3 SD of their difference's, more than 3 A away); by default it "
+                             "is damped, as the network cannot tell low-resolution noise from weak real density")
     beyond.add_argument("--summaryJson", metavar="FILE.json",
                         help="also write what was done as JSON: model (path, kind, weights SHA-256), runtime, "
                              "tiling, cubes, seconds, noise statistics, retention and missing regions, notes (for "
@@ -169,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         cleaning_strength=args.cleaningStrengh if args.cleaningStrengh and args.cleaningStrengh > 0 else None,
         batch_size=args.batch_size * max(1, n_gpus), tiling=args.tiling, progress=not args.quiet,
         preserve_halves=args.preserveHalves, local_resolution=args.localResolution, erased_map=args.erasedMap,
-        gpus=max(1, n_gpus),
+        damp_unsupported=not args.keepUnsupported, gpus=max(1, n_gpus),
         runtime="openvino" if backend == "openvino" else "keras")
     result = enhance_file(args.inputMap, args.outputMap, half2=args.halfMap2, mask_path=args.binaryMask,
                           sampling=args.samplingRate, options=options, protect_mask_path=args.protectMask,
