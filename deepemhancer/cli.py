@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "such regions); give it back with --protectMask to keep that density")
     beyond.add_argument("--keepUnsupported", action="store_true",
                         help="with -i2: keep output density where the two half maps show only noise (8 A low-pass "
-                             "of their average below 3 SD of their difference's, more than 3 A away); by default it "
+                             "of their average below 3 SD of their difference's, more than 5 A away); by default it "
                              "is damped, as the network cannot tell low-resolution noise from weak real density")
     beyond.add_argument("--summaryJson", metavar="FILE.json",
                         help="also write what was done as JSON: model (path, kind, weights SHA-256), runtime, "

@@ -180,6 +180,13 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
                       label="Local resolution?",
                       help="Also compute the local resolution (A) of the input half maps by a windowed FSC "
                            "(flag --localResolution).")
+        form.addParam("dampUnsupported", params.BooleanParam, default=True, condition=halvesCondition,
+                      label="Damp what the halves show as noise?",
+                      help="The network sees the halves' average and cannot tell low-resolution noise from weak "
+                           "real density; where the two halves show only noise (their average, low-passed at 8 A, "
+                           "below 3 SD of their difference's, more than 5 A away) the output is damped, so no haze "
+                           "of noise is kept as density. The summary says how much was damped. No to keep it "
+                           "(flag --keepUnsupported).")
         form.addParam("erasedMap", params.BooleanParam, default=True, label="Mask of erased density?",
                       help="Every run compares the output with its input at 6 A and names, in the summary, each "
                            "region of at least 400 A^3 that the input shows above its noise and the output does not "
@@ -522,6 +529,8 @@ class DeepEMhancerProtPostProcess(ProtAnalysis3D):
             args.append("--localResolution")
         if self.erasedMap.get():
             args.append("--erasedMap")
+        if self.usesHalfMaps() and not self.dampUnsupported.get():
+            args.append("--keepUnsupported")
         if self.protectMask.get() is not None:
             args += ["--protectMask", os.path.abspath(self._getFile("protectMask"))]
         if self.protectAtomStruct.get() is not None:

@@ -84,6 +84,11 @@ class TestDeepEMhancerBeyond(BaseTest, ImportMixin):
         for flag in ("--preserveHalves", "--localResolution", "--erasedMap",
                      "--protectMask %s" % os.path.abspath(self.beyond()._getExtraPath("protect_mask.mrc"))):
             self.assertIn(flag, args)
+        self.assertNotIn("--keepUnsupported", args)   # output density the halves show as noise is damped
+        keeping = self.newProtocol(DeepEMhancerProtPostProcess, inputType=INPUT_SEPARATE_HALVES,
+                                   inputHalf1=self.half1, inputHalf2=self.half2, modelType=MODEL_CUSTOM,
+                                   customModelFile=self.model, dampUnsupported=False)
+        self.assertIn("--keepUnsupported", keeping._getEngineArgs())
 
     def test_processed_halves_attached(self):
         prot = self.beyond()
