@@ -71,8 +71,8 @@ def test_wrong_weights_fail_the_end_to_end_comparison(model_copy, capsys):
 
 
 def test_weights_of_another_architecture_are_a_problem(model_copy, capsys):
-    # wideTarget has two convolutions per block, tightTarget three: its weights cannot fill the tightTarget network
-    shutil.copy(model_copy / "deepemhancer_wideTarget.weights.h5", model_copy / "deepemhancer_tightTarget.weights.h5")
+    # highRes has two convolutions per block, tightTarget three: its weights cannot fill the tightTarget network
+    shutil.copy(model_copy / "deepemhancer_highRes.weights.h5", model_copy / "deepemhancer_tightTarget.weights.h5")
     assert main(["--selfcheck", "-g", "-1", "--deepLearningModelPath",
                  str(model_copy / "deepemhancer_tightTarget.json")]) == 2
     end = [line for line in _lines(capsys) if "end-to-end" in line][0]
