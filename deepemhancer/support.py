@@ -30,7 +30,8 @@ from .resample import resample_to_shape, shape_for_voxel_size
 
 #: low-pass of the support (A): where weak unmodelled density (micelles, flexible domains) stands above the noise
 SUPPORT_RESOLUTION = 8.0
-#: how far above the solvent level, in SD of the low-passed half difference, the halves' average must stand
+#: how far above the solvent level, in robust SD (1.4826 x MAD) of the low-passed half difference, the halves'
+#: average must stand
 SUPPORT_SD = 3.0
 #: output density within this distance of the support is kept whole (A), and the raised-cosine fall from 1 to 0
 #: beyond it is as wide. Measured on second-simulator ubiquitin at 3.5-6 A (six pairs, its flexible domain averaged
@@ -65,7 +66,8 @@ def halfmap_support(half1: np.ndarray, half2: np.ndarray, voxel_size, solvent_le
         return None
     distance = ndimage.distance_transform_edt(~supported, sampling=coarse_voxel)
     soft = 0.5 * (1 + np.cos(np.pi * np.clip((distance - KEEP_DISTANCE) / EDGE_WIDTH, 0, 1)))
-    # linear, not Fourier, interpolation back: a 4 A edge is under two coarse voxels and would ring by 10 %
+    # linear, not Fourier, interpolation back: the edge spans two coarse voxels, and Fourier-interpolated it rang
+    # by 10 % (a mask of 0.906 inside a molecule, measured)
     return np.clip(ndimage.zoom(soft.astype(np.float32), np.asarray(shape) / np.asarray(coarse), order=1,
                                 mode="nearest", grid_mode=True), 0.0, 1.0)
 
