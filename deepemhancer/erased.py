@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from .evaluation.retention import lowpass, significant_region, top_region
-from .resample import resample_to_shape, shape_for_voxel_size
+from .resample import coarse_grid, resample_to_shape
 
 #: working voxel size of the check (A): Nyquist 4 A, finer than the 6 A low-pass
 CHECK_VOXEL = 2.0
@@ -77,10 +77,8 @@ def find_erased(input_map: np.ndarray, output: np.ndarray, voxel_size, *, within
     """Compare ``output`` with its ``input_map`` (same ``(z, y, x)`` grid, ``voxel_size`` one number or (x, y, z));
     ``within``: a boolean mask (the user's ``-m``) outside which nothing counts; ``with_mask``: also return the soft
     mask of the missing regions on the input's grid."""
-    voxel_zyx = np.broadcast_to(np.asarray(voxel_size, float), (3,))[::-1]
     shape = input_map.shape
-    coarse = shape_for_voxel_size(shape, voxel_zyx, max(CHECK_VOXEL, float(voxel_zyx.max())))
-    coarse_voxel = np.asarray(shape) * voxel_zyx / np.asarray(coarse)          # (z, y, x)
+    coarse, coarse_voxel = coarse_grid(shape, voxel_size, CHECK_VOXEL)       # coarse_voxel: (z, y, x)
     low_in = lowpass(resample_to_shape(input_map, coarse), coarse_voxel[::-1])
     low_out = lowpass(resample_to_shape(output, coarse), coarse_voxel[::-1])
     significant = significant_region(low_in)

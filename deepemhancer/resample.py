@@ -25,6 +25,15 @@ def shape_for_voxel_size(shape: Sequence[int], voxel_in: Sequence[float] | float
     return tuple(max(1, int(round(n * v / voxel_out))) for n, v in zip(shape, voxels))
 
 
+def coarse_grid(shape: Sequence[int], voxel_size, finest: float) -> tuple[tuple[int, ...], np.ndarray]:
+    """Shape and effective (z, y, x) voxel size of ``shape`` (``voxel_size`` one number or (x, y, z)) resampled to
+    ``finest`` A per voxel, or to its own coarsest voxel if that is coarser: where the checks that need no fine
+    detail (erased density, the half maps' support) run."""
+    voxel_zyx = np.broadcast_to(np.asarray(voxel_size, float), (3,))[::-1]
+    coarse = shape_for_voxel_size(shape, voxel_zyx, max(finest, float(voxel_zyx.max())))
+    return coarse, np.asarray(shape) * voxel_zyx / np.asarray(coarse)
+
+
 def _resize_axis(spectrum: np.ndarray, axis: int, n_in: int, n_out: int) -> np.ndarray:
     """Crop or zero-pad one full-complex (fftshift-free) axis of a spectrum from n_in to n_out samples."""
     if n_out == n_in:

@@ -10,8 +10,9 @@ the solvent.
 
 The halves tell noise from density: their difference is noise only. The *support* is where the halves' average,
 low-passed at :data:`SUPPORT_RESOLUTION`, stands above the solvent's mean by :data:`SUPPORT_SD` robust standard
-deviations (1.4826 x MAD) of the equally low-passed half difference (the noise of that average). The output is multiplied by a soft mask: 1
-within :data:`KEEP_DISTANCE` of the support, falling to 0 over :data:`EDGE_WIDTH` with a raised cosine. Real
+deviations (1.4826 x MAD) of the equally low-passed half difference (the noise of that average). The output is
+multiplied by a soft mask: 1 within :data:`KEEP_DISTANCE` of the support, falling to 0 over :data:`EDGE_WIDTH` with
+a raised cosine. Real
 density a user could see at a low contour stands above the noise at 8 A and is kept whole; a protect mask
 (:mod:`deepemhancer.protect`) is applied after this and is not damped.
 
@@ -26,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from .evaluation.retention import lowpass
-from .resample import resample_to_shape, shape_for_voxel_size
+from .resample import coarse_grid, resample_to_shape
 
 #: low-pass of the support (A): where weak unmodelled density (micelles, flexible domains) stands above the noise
 SUPPORT_RESOLUTION = 8.0
@@ -49,10 +50,8 @@ def halfmap_support(half1: np.ndarray, half2: np.ndarray, voxel_size, solvent_le
     average (the normalisation's estimate, which finds the solvent even where the molecule fills most of the box).
     None where it cannot be measured (the halves do not differ, or nothing stands above their noise): then nothing
     must be damped, rather than everything."""
-    voxel_zyx = np.broadcast_to(np.asarray(voxel_size, float), (3,))[::-1]
     shape = half1.shape
-    coarse = shape_for_voxel_size(shape, voxel_zyx, max(SUPPORT_VOXEL, float(voxel_zyx.max())))
-    coarse_voxel = np.asarray(shape) * voxel_zyx / np.asarray(coarse)          # (z, y, x)
+    coarse, coarse_voxel = coarse_grid(shape, voxel_size, SUPPORT_VOXEL)     # coarse_voxel: (z, y, x)
     # resampling is linear: cropping each half first keeps sum and difference off the full grid
     coarse1, coarse2 = resample_to_shape(half1, coarse), resample_to_shape(half2, coarse)
     average = lowpass(0.5 * (coarse1 + coarse2), coarse_voxel[::-1], SUPPORT_RESOLUTION)

@@ -54,3 +54,9 @@ def small_models_dir(tmp_path_factory):
 
 def synthetic_noise_map(shape, rng, noise_mean=0.3, noise_std=0.05):
     return (noise_mean + noise_std * rng.standard_normal(shape)).astype(np.float32)
+
+
+def gaussian_blob(shape, centre, sigma):
+    """A Gaussian of ``sigma`` voxels at ``centre`` (voxel indices), peak 1, float32."""
+    idx = np.indices(shape).astype(np.float32)
+    return np.exp(-sum((i - c) ** 2 for i, c in zip(idx, centre)) / (2 * sigma ** 2)).astype(np.float32)

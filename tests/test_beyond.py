@@ -11,24 +11,18 @@ from deepemhancer.confidence import CALIBRATION_POWER, CALIBRATION_X0, confidenc
 from deepemhancer.errors import InputError
 from deepemhancer.io import MapGrid, read_map, write_map
 from deepemhancer.protect import apply_protect_mask, zone_mask
-from conftest import data_path
-
-
-def _blob(shape, centre, sigma):
-    idx = np.indices(shape).astype(np.float32)
-    r2 = sum((i - c) ** 2 for i, c in zip(idx, centre))
-    return np.exp(-r2 / (2 * sigma ** 2)).astype(np.float32)
+from conftest import data_path, gaussian_blob
 
 
 def test_confidence_is_higher_where_processed_halves_agree_than_where_they_do_not():
     rng = np.random.default_rng(0)
     shape = (64, 64, 64)
-    signal = _blob(shape, (20, 32, 32), 5)
+    signal = gaussian_blob(shape, (20, 32, 32), 5)
     h1 = signal + 0.02 * rng.standard_normal(shape)
     h2 = signal + 0.02 * rng.standard_normal(shape)
     # a "hallucinated" feature: strong, but different in the two halves
-    h1 += 0.8 * ndimage.gaussian_filter(rng.standard_normal(shape), 2) * _blob(shape, (46, 32, 32), 5) * 10
-    h2 += 0.8 * ndimage.gaussian_filter(rng.standard_normal(shape), 2) * _blob(shape, (46, 32, 32), 5) * 10
+    h1 += 0.8 * ndimage.gaussian_filter(rng.standard_normal(shape), 2) * gaussian_blob(shape, (46, 32, 32), 5) * 10
+    h2 += 0.8 * ndimage.gaussian_filter(rng.standard_normal(shape), 2) * gaussian_blob(shape, (46, 32, 32), 5) * 10
     conf = confidence_map(h1.astype(np.float32), h2.astype(np.float32))
     assert conf.shape == shape and conf.dtype == np.float32
     assert conf.min() >= 0 and conf.max() <= 1
@@ -100,8 +94,8 @@ def test_local_resolution_separates_sharp_and_blurred_regions():
 
 def test_protect_mask_restores_suppressed_density_at_the_output_scale():
     shape = (48, 48, 48)
-    protein = _blob(shape, (24, 24, 16), 4)
-    ligand = 0.5 * _blob(shape, (24, 24, 34), 2)
+    protein = gaussian_blob(shape, (24, 24, 16), 4)
+    ligand = 0.5 * gaussian_blob(shape, (24, 24, 34), 2)
     original = 10 * (protein + ligand)          # normalised input: ten times the output's scale
     output = protein.copy()                     # the network kept the protein and removed the ligand
     protect = np.clip(3 - np.sqrt(((np.indices(shape) - np.array([24, 24, 34])[:, None, None, None]) ** 2).sum(0))
@@ -253,7 +247,7 @@ def test_erased_density_check_of_an_empty_output_a_flat_input_and_a_users_mask()
     assert np.isnan(flat.retention) and flat.regions == [] and flat.note(grid.voxel_size) is None
     # the output lacks only the lipid: reported without a mask, not with a mask that leaves the lipid out
     without_lipid = given.copy()
-    zone = _blob(given.shape, centre, 4 / grid.voxel_size[0]) > 0.05
+    zone = gaussian_blob(given.shape, centre, 4 / grid.voxel_size[0]) > 0.05
     without_lipid[zone] = np.median(given)
     assert [r for r in find_erased(given, without_lipid, grid.voxel_size).regions
             if np.linalg.norm(np.array(r.centre) - np.array(centre[::-1])) < 3]

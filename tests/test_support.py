@@ -11,13 +11,9 @@ from deepemhancer.cli import main
 from deepemhancer.evaluation import retention as R
 from deepemhancer.io import MapGrid, read_map, write_map
 from deepemhancer.support import SUPPORT_RESOLUTION, halfmap_support
+from conftest import gaussian_blob
 
 UBIQUITIN = os.path.join(os.path.dirname(__file__), "data", "training_1ubi.pdb.gz")
-
-
-def _blob(shape, centre, sigma):
-    idx = np.indices(shape).astype(np.float32)
-    return np.exp(-sum((i - c) ** 2 for i, c in zip(idx, centre)) / (2 * sigma ** 2)).astype(np.float32)
 
 
 def _distance(shape, centre):
@@ -31,14 +27,14 @@ def test_support_keeps_weak_real_density_and_drops_solvent_noise():
     rng = np.random.default_rng(1)
     shape = (72, 72, 72)
     molecule, weak_centre = (36, 26, 36), (36, 48, 36)
-    signal = _blob(shape, molecule, 6) + 0.3 * _blob(shape, weak_centre, 3)
+    signal = gaussian_blob(shape, molecule, 6) + 0.3 * gaussian_blob(shape, weak_centre, 3)
 
     def noise():
         n = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0, mode="wrap")
         return (0.1 * n / n.std()).astype(np.float32)
     h1, h2 = signal + noise(), signal + noise()
     noise_sd = R.lowpass(0.5 * (h1 - h2), 1.0, SUPPORT_RESOLUTION).std()
-    weak_peak = R.lowpass(0.3 * _blob(shape, weak_centre, 3), 1.0, SUPPORT_RESOLUTION).max()
+    weak_peak = R.lowpass(0.3 * gaussian_blob(shape, weak_centre, 3), 1.0, SUPPORT_RESOLUTION).max()
     assert 3.5 < weak_peak / noise_sd < 5, weak_peak / noise_sd     # weak, but above the noise at 8 A
 
     support = halfmap_support(h1, h2, 1.0, solvent_level=0.0)
