@@ -286,6 +286,29 @@ def test_kinds_select_targets_normalisation_and_resolution(prepared):
         assert all(v.resolution < 4.0 for v in load_split([str(prepared)], "train", cfg, quiet))
 
 
+def test_sharp_below_blends_highres_target_into_finer_pairs_only(prepared):
+    from deepemhancer.training.train import TrainConfig, load_split, sharp_share
+    quiet = lambda *a: None  # noqa: E731
+    tight = load_split([str(prepared)], "train", TrainConfig(kind="tightTarget", cube=16), quiet)
+    sharp = load_split([str(prepared)], "train", TrainConfig(kind="highRes", cube=16, max_resolution=99.0), quiet)
+    blended = load_split([str(prepared)], "train", TrainConfig(kind="tightTarget", cube=16, sharp_below=(9.0, 1.0)),
+                         quiet)
+    for t, s, b in zip(tight, sharp, blended):
+        share = sharp_share(t.resolution, (9.0, 1.0))
+        assert 0 < share < 1 and not np.array_equal(t.y, s.y)
+        expected = (1 - share) * t.y.astype(np.float32) + share * s.y.astype(np.float32)
+        assert np.allclose(b.y.astype(np.float32), expected, atol=2e-3)
+        assert np.array_equal(b.x, t.x)                          # the input is untouched
+    coarse = load_split([str(prepared)], "train", TrainConfig(kind="tightTarget", cube=16, sharp_below=(1.5, 1.0)),
+                        quiet)                                   # every pair is coarser than 1.5 A: no change
+    assert all(np.array_equal(c.y, t.y) for c, t in zip(coarse, tight))
+    assert sharp_share(2.0, (3.5, 2.5)) == 1.0 and sharp_share(3.0, (3.5, 2.5)) == 0.5
+    assert sharp_share(None, (3.5, 2.5)) == 0.0
+    for bad in ({"kind": "wideTarget", "sharp_below": (3.5, 2.5)}, {"kind": "tightTarget", "sharp_below": (2.5, 3.5)}):
+        with pytest.raises(InputError):
+            TrainConfig(**bad)
+
+
 def test_masked_kind_grows_the_input_mask_per_map_reproducibly(prepared):
     from deepemhancer.training.train import TrainConfig, load_split
     quiet = lambda *a: None  # noqa: E731

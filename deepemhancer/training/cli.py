@@ -93,6 +93,9 @@ def _add_fit(sub):
     p.add_argument("--zoom", nargs=2, type=float, default=(1.0, 1.0), metavar=("MIN", "MAX"),
                    help="draw training cubes at finer grids: a region of cube/z voxels resampled up to the cube, z "
                         "uniform in MIN-MAX (default 1 1: the 1 A grid only; 1 1.35 covers grids down to 0.74 A)")
+    p.add_argument("--sharp-below", nargs=2, type=float, default=None, metavar=("HI", "LO"),
+                   help="tightTarget, masked: blend highRes' sharper target into pairs whose half maps are finer "
+                        "than HI A, weight (HI - d)/(HI - LO), all of it at LO (default: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-parallel", action="store_true",
                    help="replicate over all accelerators with keras.distribution.DataParallel (JAX backend)")
@@ -165,7 +168,8 @@ def main(argv=None) -> int:
                 signal_fraction=args.signal_fraction, noise_cubes=args.noise_cubes,
                 noise_augment=args.noise_augment, noise_sd=tuple(args.noise_sd),
                 noise_blur=tuple(args.noise_blur), mask_dilation=tuple(args.mask_dilation),
-                zoom=tuple(args.zoom), data_parallel=args.data_parallel,
+                zoom=tuple(args.zoom), sharp_below=args.sharp_below and tuple(args.sharp_below),
+                data_parallel=args.data_parallel,
                 init_weights=args.init_weights, **_tiling("inference", args.inference_tiling),
                 **_tiling("fast", args.fast_tiling))
             train.fit(args.pairs, args.output, cfg, install_dir=args.install, verbose=not args.quiet)

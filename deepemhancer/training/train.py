@@ -13,6 +13,11 @@ Recipe (the paper's, scaled to what the machine affords):
   margin that takes the edge ringing), input and target alike: what the network sees when a map sampled finer than
   1 A is worked on at its own voxels, structures 1-z times larger than on the 1 A grid. Measured for that (model
   card, "High-resolution maps"): on simulated high-resolution maps a finer grid lost with it as without it.
+* **Sharper targets for high-resolution pairs** (optional, ``sharp_below`` HI LO; tightTarget and masked): a pair whose
+  half maps' FSC resolution d is better than HI gets highRes' sharper target (``B_t = d^2`` instead of ``2 d^2``,
+  same tight mask) blended into its own, with weight ``(HI - d) / (HI - LO)`` clipped to 0-1. The tight target keeps
+  only 14 % of an atom's amplitude at ``2 / d``, which on a 2-3 A map is detail the data do hold; pairs coarser than
+  HI, where the tight target was made for, keep it unchanged.
 * **Noise cubes** (optional, ``noise_cubes``): a fraction of the cubes is pure correlated Gaussian noise (SD
   log-uniform in ``noise_sd``, blur sigma in ``noise_blur``) with a target of 0. The prepared boxes are tight, so
   "empty" cubes still hold some molecule and the solvent is quieter than in many real boxes; without these a
@@ -110,6 +115,7 @@ class TrainConfig:
     mask_dilation: tuple = (0, 0)           # masked: the binary input mask grown by this many voxels (one draw
                                             # per map), because users' masks are wider than the model's envelope
     zoom: tuple = (1.0, 1.0)                # training cubes drawn at 1/z A grids, z uniform in this range
+    sharp_below: tuple | None = None        # (HI, LO) A: blend highRes' target into pairs finer than HI, all at LO
     data_parallel: bool = False
     init_weights: str | None = None         # start a new run from another model's weights (fine-tuning)
 
@@ -123,6 +129,12 @@ class TrainConfig:
         self.zoom = tuple(float(v) for v in self.zoom)
         if not 1.0 <= self.zoom[0] <= self.zoom[1] <= 2.0:
             raise InputError(f"zoom {self.zoom}: give MIN MAX with 1 <= MIN <= MAX <= 2")
+        if self.sharp_below is not None:
+            self.sharp_below = tuple(float(v) for v in self.sharp_below)
+            if self.kind not in ("tightTarget", "masked") or not self.sharp_below[0] > self.sharp_below[1] > 0:
+                raise InputError(f"sharp targets below {self.sharp_below}: give HI LO in A with HI > LO > 0, for "
+                                 "tightTarget or masked (highRes' own target is the sharp one; wideTarget's keeps "
+                                 "unmodelled density the sharp one has not)")
         if not 0 <= self.mask_dilation[0] <= self.mask_dilation[1]:
             raise InputError(f"mask dilation {self.mask_dilation}: give MIN MAX voxels with 0 <= MIN <= MAX")
         if self.signal_fraction is None:
@@ -160,14 +172,26 @@ def _pad_to(a: np.ndarray, cube: int, mode: str) -> np.ndarray:
     return np.pad(a, pads, mode=mode) if any(p for _, p in pads) else a
 
 
+def sharp_share(resolution: float | None, sharp_below: tuple | None) -> float:
+    """Weight of highRes' target in a pair's target (module docstring, "Sharper targets"): 0 without
+    ``sharp_below`` or a known resolution, 1 at LO and finer."""
+    if not sharp_below or not resolution:
+        return 0.0
+    hi, lo = sharp_below
+    return float(np.clip((hi - resolution) / (hi - lo), 0.0, 1.0))
+
+
 def load_volume(folder: str, entry: dict, kind: str, cube: int, input_gain: str | None = None,
-                mask_dilation: int = 0) -> Volume:
+                mask_dilation: int = 0, sharp_below: tuple | None = None) -> Volume:
     """One prepared pair as the network sees it; ``mask_dilation``: masked kind only, voxels added around the
-    binary mask (the model envelope) the input is normalised in."""
+    binary mask (the model envelope) the input is normalised in; ``sharp_below``: see :func:`sharp_share`."""
     with np.load(os.path.join(folder, entry["file"])) as z:
         x = z["input"].astype(np.float32)
         # pairs prepared before the sharper highRes target existed fall back to the tight one
         y = z[TARGET_KEY[kind] if TARGET_KEY[kind] in z.files else "target_tight"].astype(np.float32)
+        share = sharp_share(entry.get("fsc_resolution"), sharp_below) if "target_sharp" in z.files else 0.0
+        if share:
+            y = (1 - share) * y + share * z["target_sharp"].astype(np.float32)
         mask = z["mask_tight"].astype(np.float32)
         if kind == "masked":
             # the masked model sees the raw map normalised inside a binary mask (what a user gives with -m)
@@ -200,7 +224,7 @@ def load_split(folders: list[str], split: str, cfg: TrainConfig, log=print) -> l
             if cfg.max_resolution and e.get("fsc_resolution") and e["fsc_resolution"] > cfg.max_resolution:
                 continue
             vols.append(load_volume(folder, e, cfg.kind, cfg.cube, cfg.input_gain,
-                                    int(dilations.integers(lo, hi + 1)) if hi else 0))
+                                    int(dilations.integers(lo, hi + 1)) if hi else 0, cfg.sharp_below))
     if not vols:
         raise InputError(f"no {split} pairs in {', '.join(folders)} for kind {cfg.kind}; run prepare first.")
     log(f"{split}: {len(vols)} maps, {sum(v.x.size for v in vols) / 1e6:.1f} M voxels at 1 A")
@@ -614,6 +638,8 @@ def training_metadata(cfg: TrainConfig, state: dict, folders, train_names: list[
                        "wideTarget": "every modelled atom (B=2 d_local^2) x wide soft mask (radius max(6, 0.6 "
                                      "d_local) A) + unmodelled density blurred by 1.5 A",
                        "highRes": "every modelled atom at B=d_local^2 (sharper) x tight soft mask"}[cfg.kind]
+                      + (f"; highRes' sharper target blended in for pairs finer than {cfg.sharp_below[0]:g} A "
+                         f"(all of it at {cfg.sharp_below[1]:g} A)" if cfg.sharp_below else "")
                       + "; / p95 inside the tight mask; see deepemhancer/training/targets.py",
         },
     }
