@@ -12,9 +12,8 @@ The halves tell noise from density: their difference is noise only. The *support
 low-passed at :data:`SUPPORT_RESOLUTION`, stands above the solvent's mean by :data:`SUPPORT_SD` robust standard
 deviations (1.4826 x MAD) of the equally low-passed half difference (the noise of that average). The output is
 multiplied by a soft mask: 1 within :data:`KEEP_DISTANCE` of the support, falling to 0 over :data:`EDGE_WIDTH` with
-a raised cosine. Real
-density a user could see at a low contour stands above the noise at 8 A and is kept whole; a protect mask
-(:mod:`deepemhancer.protect`) is applied after this and is not damped.
+a raised cosine. Real density a user could see at a low contour stands above the noise at 8 A and is kept whole; a
+protect mask (:mod:`deepemhancer.protect`) is applied after this and is not damped.
 
 With one map (no half map 2) the noise cannot be told from weak density and nothing is damped. Everything runs at
 about 2.5 A per voxel (Nyquist 5 A, finer than the 8 A low-pass): two Fourier crops of the halves, small FFTs, a
