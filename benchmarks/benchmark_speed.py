@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -88,8 +89,8 @@ def run(input_map: str, output: str, flags: list[str], model: str | None) -> dic
         peak_kb = float(rss.read().split()[-1]) if gnu_time and status == 0 else usage.ru_maxrss
     if status != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{text[-3000:]}")
-    cubes = next((line.split(";")[-2].strip().split(" cubes")[0] for line in text.splitlines()
-                  if " cubes (" in line), "?")
+    # "wrote ...; N of M cubes (...); ...": found by its own pattern, not by position (the line gained a field)
+    cubes = next((m.group(1) for m in map(re.compile(r"(\d+ of \d+) cubes \(").search, text.splitlines()) if m), "?")
     return {"wall": wall, "rss_gb": peak_kb / 1024 ** 2, "cubes": cubes, "estimated": False}
 
 

@@ -79,9 +79,14 @@ def build_graph(architecture: dict, weights: dict[str, list[np.ndarray]]):
 
     config = UNetConfig.from_dict(architecture)
     k = config.kernel_size
+    used = set()
+
+    def layer(name):
+        used.add(name)
+        return _layer(weights, name)
 
     def conv(x, width, name, strides=1, transpose=False):
-        kernel, bias = _layer(weights, f"{name}_conv")
+        kernel, bias = layer(f"{name}_conv")
         out_axis = 3 if transpose else 4
         if kernel.ndim != 5 or kernel.shape[:3] != (k, k, k) or kernel.shape[out_axis] != width:
             raise InputError(f"layer {name}_conv has a kernel of shape {kernel.shape}, not {k}x{k}x{k} to {width} "
@@ -100,10 +105,10 @@ def build_graph(architecture: dict, weights: dict[str, list[np.ndarray]]):
     def conv_norm_act(x, width, name, strides=1, transpose=False):
         x = conv(x, width, name, strides, transpose)
         if config.norm_layer == "group":
-            gamma, beta = _layer(weights, f"{name}_gn")
+            gamma, beta = layer(f"{name}_gn")
             x = ops.group_normalization(x, ops.constant(gamma), ops.constant(beta),
                                         num_groups=groups_for(width, config.groups), epsilon=1e-5)
-        (alpha,) = _layer(weights, f"{name}_prelu")
+        (alpha,) = layer(f"{name}_prelu")
         return ops.prelu(x, ops.constant(alpha.reshape(-1)))
 
     def block(x, width, name):
@@ -124,7 +129,13 @@ def build_graph(architecture: dict, weights: dict[str, list[np.ndarray]]):
         x = conv_norm_act(x, width, f"up{level}_upsample", strides=2, transpose=True)
         x = ops.concat([x, skips[level]], axis=1)
         x = block(x, width, f"up{level}")
-    kernel, bias = _layer(weights, "head")
+    kernel, bias = layer("head")
+    unused = sorted(set(weights) - used)
+    if unused:
+        # weights of a deeper network fill every layer of a shallower one and would compute something else silently
+        raise InputError(f"the weights file has layers this architecture does not use ({', '.join(unused[:4])}"
+                         f"{', ...' if len(unused) > 4 else ''}): it does not fit the architecture in the model's "
+                         f"metadata (retrain or re-export the model).")
     head = ops.convolution(x, _ov_kernel(kernel), [1] * 3, [0] * 3, [0] * 3, [1] * 3)
     out = ops.add(head, ops.constant(bias.reshape(1, -1, 1, 1, 1)))
     if config.output_activation != "linear":

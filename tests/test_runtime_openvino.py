@@ -95,6 +95,17 @@ def test_weights_that_do_not_fit_the_architecture_are_an_input_error(tmp_path):
         runtime_openvino.load_network(path.replace(".json", ".weights.h5"), wider, cache_dir=str(tmp_path / "c"))
 
 
+def test_weights_of_a_deeper_network_are_an_input_error_not_a_silently_shallower_one(tmp_path):
+    # two convolutions per block hold every layer a one-convolution network needs, with the same shapes: without
+    # the check the shallower graph would load and compute something else
+    config = UNetConfig(filters=(4, 8), convs_per_block=2, groups=2, norm_layer="none")
+    path = save_model(build_unet(config), ModelMetadata(kind="highRes", architecture=config.to_dict(),
+                                                        cube_size=32, stride=8), str(tmp_path))
+    shallower = dict(config.to_dict(), convs_per_block=1)
+    with pytest.raises(InputError, match=r"layers this architecture does not use \(bottleneck_1_conv"):
+        runtime_openvino.load_network(path.replace(".json", ".weights.h5"), shallower, cache_dir=str(tmp_path / "c"))
+
+
 def test_missing_runtime_is_a_clear_error_and_auto_falls_back_to_keras(tmp_path, monkeypatch, capsys):
     real_installed = devices.installed
     monkeypatch.setattr(devices, "installed", lambda name: name != "openvino" and real_installed(name))

@@ -71,8 +71,12 @@ def test_wrong_weights_fail_the_end_to_end_comparison(model_copy, capsys):
 
 
 def test_weights_of_another_architecture_are_a_problem(model_copy, capsys):
-    # highRes has two convolutions per block, tightTarget three: its weights cannot fill the tightTarget network
-    shutil.copy(model_copy / "deepemhancer_highRes.weights.h5", model_copy / "deepemhancer_tightTarget.weights.h5")
+    # the shipped kinds have two or three convolutions per block: weights of the other depth cannot fill the
+    # tightTarget network (three-convolution weights hold every layer of a two-convolution one, and more)
+    def convs(kind):
+        return json.loads((model_copy / f"deepemhancer_{kind}.json").read_text())["architecture"]["convs_per_block"]
+    other = next(k for k in ("highRes", "wideTarget", "masked") if convs(k) != convs("tightTarget"))
+    shutil.copy(model_copy / f"deepemhancer_{other}.weights.h5", model_copy / "deepemhancer_tightTarget.weights.h5")
     assert main(["--selfcheck", "-g", "-1", "--deepLearningModelPath",
                  str(model_copy / "deepemhancer_tightTarget.json")]) == 2
     end = [line for line in _lines(capsys) if "end-to-end" in line][0]
