@@ -102,17 +102,18 @@ HIGHRES_ADVICE_RESOLUTION = 3.0
 def highres_advice(half1: np.ndarray, half2: np.ndarray, voxel_xyz) -> str | None:
     """A note advising highRes when the half maps are better than :data:`HIGHRES_ADVICE_RESOLUTION`, else None.
 
-    Why (model card, "High-resolution maps"; the current figures: ``deepemhancer/models/measured.json``): better than
-    3 A the shipped highRes gives the better in-envelope FSC0.5 than the shipped tightTarget on the real 2.8 A map
-    and on the second simulator's 2.2-3.0 A maps, at 3-6 A rarely (the original's documentation said 4 A, for its
-    own models).
+    Why (model card, "High-resolution maps" and "tightTarget from highRes"; the current figures:
+    ``deepemhancer/models/measured.json``): better than 3 A the shipped highRes is the sharper of the two at about
+    tightTarget's FSC0.5 (the real 2.8 A map and the second simulator's 2.2-3.0 A maps), at 3-6 A it is rarely
+    better (the original's documentation said 4 A, for its own models). The choice is the user's; the note says it
+    exists.
     """
     resolution = halfmap_resolution(half1, half2, voxel_xyz)
     if resolution >= HIGHRES_ADVICE_RESOLUTION:
         return None
     return (f"the half maps reach {resolution:.1f} A (FSC 0.143, unmasked, central box); for maps better than "
-            f"{HIGHRES_ADVICE_RESOLUTION:.0f} A the highRes model kept more detail on the measured real maps "
-            f"(models/MODEL_CARD.md): try -p highRes")
+            f"{HIGHRES_ADVICE_RESOLUTION:.0f} A the highRes model sharpens more at about the same FSC on the "
+            f"measured maps (models/MODEL_CARD.md): try -p highRes for the sharper map")
 
 
 def clip_outliers(data: np.ndarray) -> tuple[np.ndarray, str | None]:
