@@ -47,6 +47,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+#: the real maps with fitted models (../shared/data/real beside the repository), wherever the script is run from
+REAL_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "real")
 
 from deepemhancer.evaluation.compare import evaluate  # noqa: E402
 from deepemhancer.evaluation.fsc import halfmap_fsc, resolution_at  # noqa: E402
@@ -287,7 +289,7 @@ def _main(argv, workdir: str) -> int:
     p.add_argument("--pairs", default=os.path.join(ROOT, "work-data", "pairs-v2"),
                    help="prepared training folder with the synthetic test split (default %(default)s)")
     p.add_argument("--max-synthetic", type=int, default=10, help="at most this many synthetic cases")
-    p.add_argument("--real-data", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "real"),
+    p.add_argument("--real-data", default=REAL_DATA,
                    help="folder with emd_3488/ and emd_20026_crop/ (default %(default)s)")
     p.add_argument("--ours-mask", choices=("relion",),
                    help="give ours a mask with -m (which selects the masked model), as a user with a mask would: "

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", metavar="LABEL=MODEL[:FLAG...]")
     p.add_argument("--case", default="20026", help="run the real cases whose name contains this (default: 20026)")
-    p.add_argument("--real", default=os.path.join("..", "shared", "data", "real"))
+    p.add_argument("--real", default=benchmark_quality.REAL_DATA)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         for case in benchmark_quality.real_cases(args.real, work):

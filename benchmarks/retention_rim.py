@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kinds", nargs="+", default=["tightTarget", "wideTarget"])
     p.add_argument("--model-dir", help="folder of deepemhancer_<kind>.json models (default: the shipped ones)")
-    p.add_argument("--real", default=os.path.join("..", "shared", "data", "real"))
+    p.add_argument("--real", default=benchmark_quality.REAL_DATA)
     args = p.parse_args(argv)
     print("| case | map | retention | lost within 2 / 2-4 / > 4 A of the rim "
           "| lost within 3 / 3-6 / > 6 A of an atom |")
